@@ -1,0 +1,108 @@
+// node/client/index.ts — the typed client for fm.api.*: send, ask, get, history. Loads no server code.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { decodePayload, encodePayload } from "../../protocol/codec.js";
+import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
+import type { ActorView, ApiReply, HistoryPage, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
+import { ApiVerb, createSubjects, type Subjects } from "../../protocol/subjects.js";
+
+export { FlowmetalError, ErrorCode } from "../../protocol/errors.js";
+export type { ActorView, HistoryPage, HistoryStep, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
+
+export interface ClientOptions {
+  /** NATS server URL(s). Ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
+  servers?: string | string[];
+  /** An open connection to use (the client then does not close it). */
+  nc?: NatsConnection;
+  /** Subject prefix. @default "fm" */
+  prefix?: string;
+  /** Request timeout for verbs other than ask. @default 10000 */
+  timeoutMs?: number;
+}
+
+export interface SendOptions {
+  /** Dedupe key: a retry with the same msgId within the duplicate window is stored once. */
+  msgId?: string;
+}
+
+export interface AskOptions extends SendOptions {
+  /** How long to wait for the step. @default 10000 */
+  timeoutMs?: number;
+}
+
+/** What `ask` returns: the outcome of the step that took the event. */
+export interface AskResult extends StateNotice {
+  duplicate: boolean;
+}
+
+export interface Client extends AsyncDisposable {
+  /** Sends an event; resolves once it is durably accepted (not yet processed). */
+  send(actor: string, event: WireEvent, options?: SendOptions): Promise<SendResult>;
+  /**
+   * Sends an event and waits for the step that takes it. Rejects with `FM_ERR_EVENT_NOT_ACCEPTED` when the
+   * current state has no transition for it, `FM_ERR_STEP_FAILED` when a guard or action threw (both are
+   * still recorded in the history), `FM_ERR_TIMEOUT` when the step did not happen in time.
+   */
+  ask(actor: string, event: WireEvent, options?: AskOptions): Promise<AskResult>;
+  /** The actor's current state; rejects with `FM_ERR_UNKNOWN_ACTOR` if it has taken no step. */
+  get(actor: string): Promise<ActorView>;
+  /** A page of the actor's steps; pass `page.next` as `after` for the next one, or `at` for one step. */
+  history(actor: string, options?: { after?: number; limit?: number; at?: number }): Promise<HistoryPage>;
+  /** Programs and functions the serving node has loaded. */
+  programs(): Promise<{ programs: { name: string; version: string; description: string | null }[]; functions: string[] }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects a client.
+ * @example
+ * await using fm = await createClient({ servers: "nats://127.0.0.1:4222" });
+ * const r = await fm.ask("order/o-17", { type: "PLACE" });
+ */
+export async function createClient(options: ClientOptions = {}): Promise<Client> {
+  const own = !options.nc;
+  let nc: NatsConnection;
+  try {
+    nc = options.nc ?? (await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-client" }));
+  } catch (err) {
+    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
+  }
+  const subjects: Subjects = createSubjects(options.prefix);
+  const defaultTimeout = options.timeoutMs ?? 10_000;
+
+  async function call<T>(verb: string, body: Record<string, unknown>, timeoutMs = defaultTimeout): Promise<T> {
+    const data = encodePayload(body, "json");
+    const max = nc.info?.max_payload;
+    if (max !== undefined && data.length > max) {
+      throw new FlowmetalError(ErrorCode.PayloadTooLarge, `${verb} request is ${data.length} bytes, over the server's ${max}-byte max_payload`);
+    }
+    let m;
+    try {
+      m = await nc.request(subjects.api(verb), data, { timeout: timeoutMs });
+    } catch (err) {
+      const msg = String((err as Error).message);
+      if (/no responders/i.test(msg)) {
+        throw new FlowmetalError(ErrorCode.Unavailable, `no Flowmetal node serves ${subjects.api(verb)}: start one with 'flowmetal dev' or 'flowmetal node'`, { cause: err });
+      }
+      if (/timeout/i.test(msg)) throw new FlowmetalError(ErrorCode.Timeout, `${verb} got no reply within ${timeoutMs} ms`, { cause: err });
+      throw new FlowmetalError(ErrorCode.Unavailable, `${verb} failed: ${msg}`, { cause: err });
+    }
+    const reply = decodePayload(m.data, "json") as ApiReply<T>;
+    if (reply.ok) return reply.result;
+    throw FlowmetalError.fromWire(reply.error);
+  }
+
+  const client: Client = {
+    send: (actor, event, o = {}) => call(ApiVerb.Send, { actor, event, ...o }),
+    ask: (actor, event, o = {}) => call(ApiVerb.Ask, { actor, event, ...o }, (o.timeoutMs ?? 10_000) + 2_000),
+    get: (actor) => call(ApiVerb.Get, { actor }),
+    history: (actor, o = {}) => call(ApiVerb.History, { actor, ...o }),
+    programs: () => call(ApiVerb.Programs, {}),
+    async close() {
+      if (own && !nc.isClosed()) await nc.close();
+    },
+    [Symbol.asyncDispose]() {
+      return client.close();
+    },
+  };
+  return client;
+}

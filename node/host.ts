@@ -1,0 +1,383 @@
+// node/host.ts — runs the actors of the shards this node owns: one consumer per shard, one step at a time per actor.
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { decodePayload, encodePayload, encodingFromContentType, type DecodeLimits } from "../protocol/codec.js";
+import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
+import { parseEvent } from "../protocol/events.js";
+import type { CallResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
+import { ContentType, Header, InboxKind, formatAddress, parseActorKey, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
+import type { EffectPublisher } from "./effects.js";
+import { appendStep, readLast } from "./journal.js";
+import type { Logger } from "./logger.js";
+import type { ProgramDefinition } from "./program.js";
+import { failpoint } from "./failpoints.js";
+import { advance, planStep, restoreSnapshot, type ActorState, type StepInput } from "./step.js";
+
+export interface HostOptions {
+  /** This node's name, recorded in every step. */
+  node: string;
+  /** Actors idle this long are dropped from memory (their state is in the journal). @default 30000 */
+  passivateAfterMs: number;
+  /** At most this many actors are kept in memory; idle ones beyond it are passivated first. @default 10000 */
+  maxActiveActors: number;
+  /** Inbox messages in flight per shard. @default 512 */
+  maxInFlight: number;
+  /** Inbox ack wait: an unacked message is redelivered after it. @default 60000 */
+  ackWaitMs: number;
+  limits: DecodeLimits;
+}
+
+interface Entry {
+  address: ActorAddress;
+  state: ActorState | undefined;
+  queue: JsMsg[];
+  running: boolean;
+  lastUsed: number;
+}
+
+/** What a shard runner needs from the node. */
+export interface HostDeps {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  subjects: Subjects;
+  programs: ReadonlyMap<string, ProgramDefinition>;
+  effects: EffectPublisher;
+  log: Logger;
+  options: HostOptions;
+}
+
+export function consumerName(shard: number): string {
+  return `shard-${shard}`;
+}
+
+/** Retries `fn` on retryable errors with capped backoff until it succeeds or `stopped()` says to give up. */
+async function persist<T>(fn: () => Promise<T>, stopped: () => boolean, log: Logger, what: string): Promise<T> {
+  let delay = 50;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!FlowmetalError.is(err) || !err.retryable || err.code === ErrorCode.StaleOwner || stopped()) throw err;
+      log.warn({ err: err.message, retryInMs: delay }, `${what} failed, retrying`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+}
+
+/**
+ * Runs one shard: recreates its consumer (so every unacked input comes again at once, in order), routes
+ * each input to its actor's queue, and takes steps — per actor strictly in inbox order, across actors
+ * in parallel.
+ */
+export class ShardRunner {
+  private readonly actors = new Map<string, Entry>();
+  private messages: ConsumerMessages | undefined;
+  private inFlight = 0;
+  private slotWaiters: (() => void)[] = [];
+  private stopping = false;
+  private fenced = false;
+  private sweeper: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    readonly shard: number,
+    readonly epoch: number,
+    private readonly deps: HostDeps,
+    private readonly onFenced: (shard: number) => void = () => {},
+  ) {}
+
+  /** Actors currently held in memory (for metrics and the memory benchmark). */
+  get activeActors(): number {
+    return this.actors.size;
+  }
+
+  async start(): Promise<void> {
+    const { jsm, js, subjects, options } = this.deps;
+    const stream = subjects.streams.inbox;
+    const name = consumerName(this.shard);
+    // A fresh consumer delivers every message not yet acked, in stream order, without waiting for ack_wait.
+    await jsm.consumers.delete(stream, name).catch(() => undefined);
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects.inboxShard(this.shard),
+      ack_wait: options.ackWaitMs * 1_000_000,
+      max_ack_pending: Math.max(options.maxInFlight * 2, 1000),
+      max_deliver: -1,
+    });
+    const consumer = await js.consumers.get(stream, name);
+    this.messages = await consumer.consume({ max_messages: options.maxInFlight });
+    this.loop = this.run(this.messages);
+    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(options.passivateAfterMs / 2, 5000)));
+    this.sweeper.unref();
+  }
+
+  private async run(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const m of messages) {
+        if (this.stopping) break;
+        if (this.inFlight >= this.deps.options.maxInFlight) {
+          await new Promise<void>((r) => this.slotWaiters.push(r));
+        }
+        this.dispatch(m);
+      }
+    } catch (err) {
+      if (!this.stopping) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
+    }
+  }
+
+  private dispatch(m: JsMsg): void {
+    const parsed = this.deps.subjects.parseInboxStored(m.subject);
+    if (!parsed) {
+      m.term();
+      return;
+    }
+    const id = `${parsed.program}/${parsed.key}`;
+    let e = this.actors.get(id);
+    if (!e) {
+      e = { address: { program: parsed.program, key: parsed.key } as ActorAddress, state: undefined, queue: [], running: false, lastUsed: Date.now() };
+      this.actors.set(id, e);
+    }
+    this.inFlight++;
+    e.queue.push(m);
+    if (!e.running) void this.drainActor(e);
+  }
+
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
+    if (this.inFlight === 0) for (const r of this.idle) r();
+  }
+
+  private async drainActor(e: Entry): Promise<void> {
+    e.running = true;
+    try {
+      while (e.queue.length > 0 && !this.fenced) {
+        const m = e.queue[0]!;
+        try {
+          await this.handle(e, m);
+          e.queue.shift();
+          this.releaseSlot();
+        } catch (err) {
+          if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
+            this.deps.log.warn({ actor: formatAddress(e.address), shard: this.shard }, "fenced off by a newer owner, stopping shard");
+            this.fence();
+            return;
+          }
+          if (this.stopping) return;
+          // Not a step: it stays at the head of the queue (order per actor must hold) and is retried.
+          this.deps.log.error({ actor: formatAddress(e.address), err: String((err as Error)?.message ?? err) }, "step failed, retrying");
+          e.state = undefined; // reload from the journal: the truth may have moved
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } finally {
+      e.running = false;
+      e.lastUsed = Date.now();
+    }
+  }
+
+  private fence(): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    for (const e of this.actors.values()) {
+      for (let i = 0; i < e.queue.length; i++) this.releaseSlot();
+      e.queue = [];
+    }
+    this.actors.clear();
+    this.onFenced(this.shard);
+  }
+
+  private async deadLetter(m: JsMsg, program: string, key: string, reason: unknown): Promise<void> {
+    const { js, subjects, log } = this.deps;
+    const wire = toWireError(reason);
+    const h = m.headers;
+    const hdrs = natsHeaders();
+    if (h) for (const [k, v] of h) if (!k.startsWith("Nats-")) for (const x of v) hdrs.append(k, x);
+    hdrs.set("Fm-Error-Code", wire.code);
+    hdrs.set("Fm-Error", wire.message.slice(0, 512).replace(/[\r\n]/g, " "));
+    hdrs.set("Fm-Inbox-Seq", String(m.seq));
+    await js.publish(subjects.dead(program, key), m.data, { headers: hdrs, msgID: `dead.${subjects.streams.inbox}.${m.seq}` });
+    log.warn({ actor: `${program}/${key}`, seq: m.seq, code: wire.code, reason: wire.message }, "input cannot become a step, dead-lettered");
+    m.ack();
+  }
+
+  private decodeInput(m: JsMsg): StepInput {
+    const kind = m.headers?.get(Header.Kind) ?? "";
+    const encoding = encodingFromContentType(m.headers?.get(Header.ContentType));
+    const body = decodePayload(m.data, encoding, this.deps.options.limits);
+    switch (kind) {
+      case "":
+        return { seq: m.seq, kind: "event", event: parseEvent(body) };
+      case InboxKind.Send:
+        return { seq: m.seq, kind: "send", event: parseEvent(body) };
+      case InboxKind.Timer: {
+        const timer = decodeURIComponent(m.headers?.get(Header.Timer) ?? "");
+        const gen = Number(m.headers?.get(Header.TimerGen));
+        if (!timer || !Number.isInteger(gen)) throw new FlowmetalError(ErrorCode.MalformedPayload, "timer message without Fm-Timer / Fm-Timer-Gen headers");
+        return { seq: m.seq, kind: "timer", timer, gen, event: body as WireEvent };
+      }
+      case InboxKind.Result:
+        return { seq: m.seq, kind: "result", result: parseCallResult(body) };
+      default:
+        throw new FlowmetalError(ErrorCode.MalformedPayload, `unknown ${Header.Kind} '${kind}' (expected timer, result, send or none)`);
+    }
+  }
+
+  private async load(e: Entry, program: ProgramDefinition): Promise<ActorState> {
+    const last = await persist(
+      async () => {
+        try {
+          return await readLast(this.deps.jsm, this.deps.subjects, e.address);
+        } catch (err) {
+          throw new FlowmetalError(ErrorCode.Unavailable, `loading ${formatAddress(e.address)} failed: ${(err as Error).message}`, { cause: err });
+        }
+      },
+      () => this.stopping,
+      this.deps.log,
+      "actor load",
+    );
+    if (!last) return { address: e.address, step: 0, seq: 0, journalSeq: 0, snapshot: undefined, timers: {}, calls: {}, last: undefined };
+    const r = last.record;
+    return {
+      address: e.address,
+      step: r.step,
+      seq: r.seq,
+      journalSeq: last.seq,
+      snapshot: r.snapshot ? restoreSnapshot(program.machine, r.snapshot) : undefined,
+      timers: r.timers,
+      calls: r.calls,
+      last: r,
+    };
+  }
+
+  private async handle(e: Entry, m: JsMsg): Promise<void> {
+    const { programs, subjects, effects, log, options } = this.deps;
+    e.lastUsed = Date.now();
+    let program: ProgramDefinition | undefined;
+    try {
+      parseProgramName(e.address.program);
+      parseActorKey(e.address.key);
+      program = programs.get(e.address.program);
+      if (!program) {
+        throw new FlowmetalError(ErrorCode.UnknownProgram, `unknown program '${e.address.program}' (loaded: ${[...programs.keys()].join(", ") || "none"})`);
+      }
+    } catch (err) {
+      return this.deadLetter(m, e.address.program, e.address.key, err);
+    }
+    if (!e.state) e.state = await this.load(e, program);
+    const state = e.state;
+    if (m.seq <= state.seq) {
+      // Redelivered: the step is in the journal. Its effects may not have gone out before a crash.
+      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!), () => this.stopping, log, "effect publish");
+      m.ack();
+      return;
+    }
+    let input: StepInput;
+    try {
+      input = this.decodeInput(m);
+    } catch (err) {
+      return this.deadLetter(m, e.address.program, e.address.key, err);
+    }
+    const plan = planStep(program, state, input, { time: Date.now(), epoch: this.epoch, node: options.node });
+    if (plan.kind === "drop") {
+      log.debug({ actor: formatAddress(e.address), seq: m.seq, reason: plan.reason }, "input dropped");
+      m.ack();
+      return;
+    }
+    const rec = plan.record;
+    failpoint("before-append");
+    const journalSeq = await persist(
+      () => appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq),
+      () => this.stopping,
+      log,
+      "journal append",
+    );
+    advance(state, rec, plan.snapshot, journalSeq);
+    failpoint("after-append");
+    await persist(() => effects.publish(e.address, rec), () => this.stopping, log, "effect publish");
+    this.notify(e.address, rec, plan.snapshot?.context);
+    for (const c of plan.custom) {
+      try {
+        c.run();
+      } catch (err) {
+        log.warn({ actor: formatAddress(e.address), action: c.type, err: String(err) }, "custom action threw after the step");
+      }
+    }
+    failpoint("before-ack");
+    m.ack();
+    if (rec.outcome === "failed") log.warn({ actor: rec.actor, step: rec.step, code: rec.error?.code, err: rec.error?.message }, "step failed, recorded");
+  }
+
+  private notify(a: ActorAddress, rec: StepRecord, context: unknown): void {
+    const notice: StateNotice = {
+      actor: rec.actor,
+      step: rec.step,
+      seq: rec.seq,
+      outcome: rec.outcome,
+      value: rec.value,
+      status: rec.status,
+      context: context ?? null,
+      emitted: rec.effects.flatMap((x) => (x.kind === "emit" ? [x.event] : [])),
+      time: rec.time,
+    };
+    if (rec.error) notice.error = rec.error;
+    try {
+      this.deps.nc.publish(this.deps.subjects.state(a), encodePayload(notice, "json"), { headers: contentJson() });
+    } catch (err) {
+      this.deps.log.warn({ actor: rec.actor, err: String(err) }, "state notice not published");
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const { passivateAfterMs, maxActiveActors } = this.deps.options;
+    for (const [id, e] of this.actors) {
+      if (!e.running && e.queue.length === 0 && now - e.lastUsed >= passivateAfterMs) this.actors.delete(id);
+    }
+    if (this.actors.size > maxActiveActors) {
+      const idle = [...this.actors].filter(([, e]) => !e.running && e.queue.length === 0).sort((x, y) => x[1].lastUsed - y[1].lastUsed);
+      for (const [id] of idle.slice(0, this.actors.size - maxActiveActors)) this.actors.delete(id);
+    }
+  }
+
+  /** Stops intake, lets steps in flight finish (their effects go out), then returns. */
+  async drain(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.sweeper);
+    this.messages?.stop();
+    if (this.inFlight > 0) {
+      // Messages still queued behind a running step are left unacked: the next owner gets them again.
+      for (const e of this.actors.values()) {
+        const queued = e.running ? e.queue.length - 1 : e.queue.length;
+        for (let i = 0; i < queued; i++) this.releaseSlot();
+        e.queue.length = e.running ? 1 : 0;
+      }
+      if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
+    }
+    await this.loop;
+    this.actors.clear();
+  }
+}
+
+function contentJson() {
+  const h = natsHeaders();
+  h.set(Header.ContentType, ContentType.Json);
+  return h;
+}
+
+/** Checks a function result body: `{ callId, output }` or `{ callId, error: { code, message } }`. */
+export function parseCallResult(body: unknown): CallResult {
+  const o = body as { callId?: unknown; output?: unknown; error?: unknown } | null;
+  if (typeof o !== "object" || o === null || typeof o.callId !== "string") {
+    throw new FlowmetalError(ErrorCode.MalformedPayload, "a function result needs a string 'callId'");
+  }
+  if ("error" in o && o.error !== undefined) {
+    return { callId: o.callId, error: FlowmetalError.fromWire(o.error).toWire() };
+  }
+  return { callId: o.callId, output: o.output ?? null };
+}

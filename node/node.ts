@@ -1,0 +1,192 @@
+// node/node.ts — a Flowmetal node: streams, shard runners for the shards it owns, function workers and the API.
+import { hostname } from "node:os";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { resolveDecodeLimits, type DecodeLimits } from "../protocol/codec.js";
+import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import { createSubjects } from "../protocol/subjects.js";
+import { createApiService, type ApiService } from "./api.js";
+import { createEffectPublisher } from "./effects.js";
+import { ShardRunner, type HostOptions } from "./host.js";
+import { collect, type LoadedModules } from "./loader.js";
+import { silentLogger, type Logger } from "./logger.js";
+import { createFunctionWorker, type FunctionWorker } from "./worker.js";
+import { ensureStreams, type StreamOptions } from "./streams.js";
+
+/** A change in which shards this node owns. */
+export interface ShardEvent {
+  shard: number;
+  epoch: number;
+  owned: boolean;
+}
+
+/**
+ * The seam through which the cluster decides which shards a node runs. The node only obeys: it starts a
+ * runner for each shard it is given and stops it when told (or when JetStream fences it off).
+ */
+export interface Placement {
+  /** Ownership changes for `node`, starting with the current set; ends when the node closes. */
+  watch(node: string, shards: number): AsyncIterable<ShardEvent>;
+  /** Told when a runner was fenced off (a newer owner appended); the placement should stop assigning it. */
+  fenced?(shard: number, epoch: number): void;
+}
+
+/** One node owns every shard at epoch 1: the single-machine placement. */
+export function singleNodePlacement(): Placement {
+  return {
+    async *watch(_node, shards) {
+      for (let shard = 0; shard < shards; shard++) yield { shard, epoch: 1, owned: true };
+    },
+  };
+}
+
+export interface NodeOptions extends StreamOptions {
+  /** NATS server URL(s); ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
+  servers?: string | string[];
+  /** An open connection (the node then does not close it). */
+  nc?: NatsConnection;
+  /** Programs and functions to run: values exported by modules (see `loadModules`). */
+  modules: Iterable<unknown>;
+  /** Subject prefix. @default "fm" */
+  prefix?: string;
+  /** Node name, recorded in each step. @default `<hostname>-<pid>` */
+  name?: string;
+  /** Where shard ownership comes from. @default singleNodePlacement() */
+  placement?: Placement;
+  /** Run in-process workers for the functions in `modules`. @default true */
+  runFunctions?: boolean;
+  /** Payload limits for inputs. */
+  limits?: Partial<DecodeLimits>;
+  log?: Logger;
+  /** See {@link HostOptions}. */
+  passivateAfterMs?: number;
+  maxActiveActors?: number;
+  maxInFlight?: number;
+  ackWaitMs?: number;
+}
+
+export interface FlowmetalNode extends AsyncDisposable {
+  readonly name: string;
+  readonly programs: readonly string[];
+  readonly functions: readonly string[];
+  /** Actors held in memory right now (idle ones are passivated). */
+  activeActors(): number;
+  /** Shards this node runs right now. */
+  ownedShards(): number[];
+  /** Stops intake, finishes steps in flight (their effects go out), closes. */
+  drain(): Promise<void>;
+  /** Same as drain: a step in flight is short, so there is nothing faster that is also safe. */
+  close(): Promise<void>;
+  /** Resolves when the node has stopped; never rejects. */
+  readonly closed: Promise<void>;
+}
+
+/**
+ * Starts a node.
+ * @example
+ * const node = await createNode({ servers: "nats://127.0.0.1:4222", modules: Object.values(await import("./order.js")) });
+ */
+export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
+  const log = options.log ?? silentLogger;
+  const name = options.name ?? `${hostname()}-${process.pid}`;
+  const loaded: LoadedModules = { programs: new Map(), functions: new Map() };
+  collect(options.modules, loaded, "options.modules");
+  if (loaded.programs.size === 0 && loaded.functions.size === 0) {
+    throw new FlowmetalError(ErrorCode.InvalidModule, "no programs or functions given: pass the exports of modules using defineProgram/defineFunction");
+  }
+  const own = !options.nc;
+  let nc: NatsConnection;
+  try {
+    nc = options.nc ?? (await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: `flowmetal-node-${name}`, maxReconnectAttempts: -1 }));
+  } catch (err) {
+    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
+  }
+  const subjects = createSubjects(options.prefix);
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const shards = await ensureStreams(jsm, subjects, options);
+  const limits = resolveDecodeLimits(options.limits);
+  const hostOptions: HostOptions = {
+    node: name,
+    passivateAfterMs: options.passivateAfterMs ?? 30_000,
+    maxActiveActors: options.maxActiveActors ?? 10_000,
+    maxInFlight: options.maxInFlight ?? 512,
+    ackWaitMs: options.ackWaitMs ?? 60_000,
+    limits,
+  };
+  const effects = createEffectPublisher(nc, js, jsm, subjects);
+  const deps = { nc, js, jsm, subjects, programs: loaded.programs, effects, log, options: hostOptions };
+  const runners = new Map<number, ShardRunner>();
+  const placement = options.placement ?? singleNodePlacement();
+  let closing = false;
+
+  const api: ApiService = createApiService({ nc, js, jsm, subjects, programs: loaded.programs, functions: [...loaded.functions.keys()], limits, log });
+  const worker: FunctionWorker | undefined =
+    options.runFunctions === false || loaded.functions.size === 0
+      ? undefined
+      : await createFunctionWorker({ nc, js, jsm, subjects, log }, [...loaded.functions.values()]);
+
+  const onFenced = (shard: number) => {
+    const r = runners.get(shard);
+    if (!r) return;
+    runners.delete(shard);
+    void r.drain();
+    placement.fenced?.(shard, r.epoch);
+  };
+
+  // The first batch of ownership is applied before createNode resolves, so a new node is ready at once.
+  const iterator = placement.watch(name, shards)[Symbol.asyncIterator]();
+  const apply = async (ev: ShardEvent) => {
+    const current = runners.get(ev.shard);
+    if (current && (!ev.owned || current.epoch !== ev.epoch)) {
+      runners.delete(ev.shard);
+      await current.drain();
+    }
+    if (ev.owned && !runners.has(ev.shard) && !closing) {
+      const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced);
+      runners.set(ev.shard, r);
+      await r.start();
+      log.info({ shard: ev.shard, epoch: ev.epoch }, "shard started");
+    }
+  };
+  const watching = (async () => {
+    for (;;) {
+      const n = await iterator.next();
+      if (n.done || closing) return;
+      await apply(n.value);
+    }
+  })().catch((err) => log.error({ err: String(err) }, "placement watch failed"));
+  // Wait until the initial shards are running (single-node placement yields them all at once).
+  while (runners.size < shards && options.placement === undefined) await new Promise((r) => setTimeout(r, 5));
+
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  let closingPromise: Promise<void> | undefined;
+  const drain = () => {
+    closingPromise ??= (async () => {
+      closing = true;
+      await iterator.return?.();
+      await api.drain();
+      await Promise.allSettled([...runners.values()].map((r) => r.drain()));
+      runners.clear();
+      await worker?.drain();
+      void watching;
+      if (own) await nc.drain().catch(() => undefined);
+      resolveClosed();
+    })();
+    return closingPromise;
+  };
+
+  log.info({ node: name, shards, programs: [...loaded.programs.keys()], functions: [...loaded.functions.keys()] }, "node started");
+  return {
+    name,
+    programs: [...loaded.programs.keys()],
+    functions: [...loaded.functions.keys()],
+    activeActors: () => [...runners.values()].reduce((n, r) => n + r.activeActors, 0),
+    ownedShards: () => [...runners.keys()].sort((a, b) => a - b),
+    drain,
+    close: drain,
+    closed,
+    [Symbol.asyncDispose]: drain,
+  };
+}

@@ -1,0 +1,238 @@
+// node/program.ts — the program SDK: defineProgram, defineFunction, functionRef and the send-to-actor action.
+import { emit, fromPromise, type AnyStateMachine, type EventObject, type MachineContext, type PromiseActorLogic } from "xstate";
+import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import { parseActorAddress, parseFunctionName, parseProgramName, type ProgramName } from "../protocol/subjects.js";
+
+const programMark = Symbol.for("flowmetal.program");
+const functionMark = Symbol.for("flowmetal.function");
+
+/** A durable program: a named, versioned XState v5 machine. Inert until a node loads it. */
+export interface ProgramDefinition<TMachine extends AnyStateMachine = AnyStateMachine> {
+  readonly [programMark]: true;
+  readonly name: ProgramName;
+  readonly version: string;
+  readonly machine: TMachine;
+  readonly description: string | undefined;
+}
+
+/**
+ * Declares a program. Export the result from a module and give the module to `flowmetal dev` or
+ * `flowmetal node`; every exported program is loaded.
+ *
+ * Rules the machine must follow to be durable:
+ * - guards and `assign` are pure: read time from `stepTime(event)`, never `Date.now()`;
+ * - anything that must happen is an effect (`emit`, `sendToActor`, delays, `invoke`); custom action
+ *   functions run in the node after the step is persisted, best-effort, and may run again on recovery
+ *   (or not at all when the node dies right after the step);
+ * - the actor's input (for a `context` factory) is the event that created it.
+ *
+ * @example
+ * export const counter = defineProgram({
+ *   name: "counter", version: "1",
+ *   machine: createMachine({ context: { n: 0 }, on: { INC: { actions: assign({ n: ({ context }) => context.n + 1 }) } } }),
+ * });
+ */
+export function defineProgram<TMachine extends AnyStateMachine>(def: {
+  name: string;
+  version: string;
+  machine: TMachine;
+  description?: string;
+}): ProgramDefinition<TMachine> {
+  const name = parseProgramName(def.name);
+  if (typeof def.version !== "string" || def.version.length === 0) {
+    throw new FlowmetalError(ErrorCode.InvalidModule, `program '${name}' needs a non-empty string version`);
+  }
+  if (!def.machine || typeof (def.machine as { transition?: unknown }).transition !== "function") {
+    throw new FlowmetalError(ErrorCode.InvalidModule, `program '${name}': machine is not an XState v5 machine (use createMachine or setup().createMachine)`);
+  }
+  return Object.freeze({ [programMark]: true as const, name, version: def.version, machine: def.machine, description: def.description });
+}
+
+/** True for values made by {@link defineProgram}. */
+export function isProgram(value: unknown): value is ProgramDefinition {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[programMark] === true;
+}
+
+/** How a function call is retried. Durations in milliseconds. */
+export interface RetryPolicy {
+  /** Attempts in all, the first included. @default 3 */
+  readonly maxAttempts: number;
+  /** Delay before the second attempt. @default 200 */
+  readonly initialBackoffMs: number;
+  /** Each further delay is multiplied by this. @default 2 */
+  readonly multiplier: number;
+  /** Upper bound for one delay. @default 30000 */
+  readonly maxBackoffMs: number;
+}
+
+export interface FunctionOptions {
+  /** Retry policy for retryable failures (anything thrown that is not a terminal error). */
+  retry?: Partial<RetryPolicy>;
+  /** Time limit of one attempt; the attempt's `signal` aborts then. @default 30000 */
+  timeoutMs?: number;
+}
+
+/** What a function implementation is told about the call. */
+export interface CallContext {
+  /** Aborted when the attempt times out or the calling actor leaves the invoking state. */
+  readonly signal: AbortSignal;
+  /** The call's id: stable across retries, use it as an idempotency key downstream. */
+  readonly callId: string;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /** The calling actor, `<program>/<key>`. */
+  readonly actor: string;
+}
+
+export type FunctionImpl<TInput, TOutput> = (input: TInput, ctx: CallContext) => Promise<TOutput> | TOutput;
+
+/** Metadata Flowmetal keeps on a function's actor logic. */
+export interface FunctionMeta {
+  readonly name: string;
+  readonly retry: RetryPolicy;
+  readonly timeoutMs: number;
+  /** Absent for functions implemented elsewhere (another process or language). */
+  readonly impl: FunctionImpl<unknown, unknown> | undefined;
+}
+
+export type FunctionLogic<TInput, TOutput> = PromiseActorLogic<TOutput, TInput> & { readonly [functionMark]: FunctionMeta };
+
+/** Fills and checks a retry policy. */
+export function resolveRetryPolicy(p: Partial<RetryPolicy> = {}): RetryPolicy {
+  const r: RetryPolicy = {
+    maxAttempts: p.maxAttempts ?? 3,
+    initialBackoffMs: p.initialBackoffMs ?? 200,
+    multiplier: p.multiplier ?? 2,
+    maxBackoffMs: p.maxBackoffMs ?? 30_000,
+  };
+  const bad = (field: string) => new FlowmetalError(ErrorCode.InvalidModule, `retry.${field} must be a positive number`);
+  if (!Number.isInteger(r.maxAttempts) || r.maxAttempts < 1) throw bad("maxAttempts (integer)");
+  if (!(r.initialBackoffMs >= 0)) throw bad("initialBackoffMs");
+  if (!(r.multiplier >= 1)) throw bad("multiplier (at least 1)");
+  if (!(r.maxBackoffMs >= r.initialBackoffMs)) throw bad("maxBackoffMs (at least initialBackoffMs)");
+  return Object.freeze(r);
+}
+
+/** Delay before attempt `attempt + 1` (attempt counts from 1), with ±20% jitter. */
+export function backoffMs(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  const base = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * policy.multiplier ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+function makeFunction<TInput, TOutput>(
+  name: string,
+  impl: FunctionImpl<TInput, TOutput> | undefined,
+  options: FunctionOptions,
+): FunctionLogic<TInput, TOutput> {
+  const fnName = parseFunctionName(name);
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new FlowmetalError(ErrorCode.InvalidModule, `function '${fnName}': timeoutMs must be a positive integer`);
+  }
+  const meta: FunctionMeta = Object.freeze({
+    name: fnName,
+    retry: resolveRetryPolicy(options.retry),
+    timeoutMs,
+    impl: impl as FunctionImpl<unknown, unknown> | undefined,
+  });
+  // A real promise logic, so the same machine also runs under plain XState (handy in unit tests).
+  const logic = fromPromise<TOutput, TInput>(async ({ input, signal }) => {
+    if (!impl) throw new FlowmetalError(ErrorCode.UnknownFunction, `function '${fnName}' is implemented by a remote worker`);
+    return impl(input, { signal, callId: "local", attempt: 1, actor: "local/local" });
+  });
+  return Object.assign(logic, { [functionMark]: meta });
+}
+
+/**
+ * Declares a function that programs can `invoke`. Put it in `setup({ actors: { charge } })` and invoke it
+ * by that key. The node runs it in-process workers (any number of nodes may); a call is retried on
+ * anything thrown except a terminal error (see {@link terminalError}); its result is persisted once and
+ * delivered as `xstate.done.actor.<id>` / `xstate.error.actor.<id>`.
+ *
+ * @example
+ * export const charge = defineFunction("payments.charge", async (input: { amount: number }, { callId }) =>
+ *   psp.charge(input.amount, { idempotencyKey: callId }), { retry: { maxAttempts: 5 }, timeoutMs: 10_000 });
+ */
+export function defineFunction<TInput, TOutput>(
+  name: string,
+  impl: FunctionImpl<TInput, TOutput>,
+  options: FunctionOptions = {},
+): FunctionLogic<TInput, TOutput> {
+  if (typeof impl !== "function") {
+    throw new FlowmetalError(ErrorCode.InvalidModule, `function '${name}': implementation must be a function`);
+  }
+  return makeFunction(name, impl, options);
+}
+
+/**
+ * A function implemented outside this process — by a worker in any language speaking PROTOCOL.md.
+ * Use it like {@link defineFunction}'s result; the node publishes calls and never runs it itself.
+ */
+export function functionRef<TInput = unknown, TOutput = unknown>(name: string, options: FunctionOptions = {}): FunctionLogic<TInput, TOutput> {
+  return makeFunction<TInput, TOutput>(name, undefined, options);
+}
+
+/** The function metadata of an actor logic, if it is a Flowmetal function. */
+export function functionMetaOf(logic: unknown): FunctionMeta | undefined {
+  if (typeof logic !== "object" || logic === null) return undefined;
+  return (logic as Record<symbol, FunctionMeta | undefined>)[functionMark];
+}
+
+/** True for values made by {@link defineFunction} or {@link functionRef}. */
+export function isFunction(value: unknown): value is FunctionLogic<unknown, unknown> {
+  return functionMetaOf(value) !== undefined;
+}
+
+/** An error a function throws to say "do not retry": it becomes `xstate.error.actor.<id>` at once. */
+export function terminalError(message: string, options: ErrorOptions = {}): FlowmetalError {
+  return new FlowmetalError(ErrorCode.FunctionFailed, message, { ...options, retryable: false });
+}
+
+/** The reserved emitted-event type that carries a message to another actor. */
+export const sendEventType = "$fm.send";
+
+type EventOrExpr<TContext, TEvent extends EventObject> =
+  | EventObject
+  | ((args: { context: TContext; event: TEvent }) => EventObject);
+
+/**
+ * An action that sends `event` to the actor at `address` (`<program>/<key>`, or a function of context and
+ * event returning one) as a durable effect: it is delivered once the step is persisted, exactly once per
+ * step even if the node dies.
+ *
+ * @example
+ * on: { SHIPPED: { actions: sendToActor("invoice/main", ({ context }) => ({ type: "BILL", order: context.id })) } }
+ */
+export function sendToActor<TContext extends MachineContext, TEvent extends EventObject>(
+  address: string | ((args: { context: TContext; event: TEvent }) => string),
+  event: EventOrExpr<TContext, TEvent>,
+) {
+  if (typeof address === "string") parseActorAddress(address);
+  return emit<TContext, TEvent, undefined, EventObject, EventObject>(({ context, event: ev }) => {
+    const to = typeof address === "function" ? address({ context, event: ev }) : address;
+    const payload = typeof event === "function" ? event({ context, event: ev }) : event;
+    return { type: sendEventType, to, event: payload };
+  });
+}
+
+/** Metadata the node stamps into every event before the step: read time from here, never from the clock. */
+export interface StepMeta {
+  /** Wall-clock time the step was taken, ms since the epoch. */
+  readonly time: number;
+  /** The step number this event produces. */
+  readonly step: number;
+  /** The inbox sequence of the event. */
+  readonly seq: number;
+}
+
+/** The step metadata on an event (see {@link StepMeta}); throws if the event did not come through a node. */
+export function stepMeta(event: EventObject): StepMeta {
+  const m = (event as { $fm?: StepMeta }).$fm;
+  if (!m) throw new FlowmetalError(ErrorCode.InvalidEvent, `event '${event.type}' carries no step metadata`);
+  return m;
+}
+
+/** The time of the step processing `event`, in ms since the epoch: the deterministic `Date.now()`. */
+export function stepTime(event: EventObject): number {
+  return stepMeta(event).time;
+}

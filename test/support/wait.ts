@@ -1,0 +1,19 @@
+// test/support/wait.ts — wait on a condition with a deadline; tests never sleep for a fixed time.
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${opts.what ?? "condition"}`, { cause: last });
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 25));
+  }
+}
