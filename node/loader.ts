@@ -8,6 +8,8 @@ export interface LoadedModules {
   programs: Map<string, ProgramDefinition>;
   /** Functions with an implementation, to run in this process: exported ones and those programs use. */
   functions: Map<string, FunctionMeta>;
+  /** Every exported value, to hand to `createNode({ modules })`. */
+  exports: unknown[];
 }
 
 /** Adds programs and their functions to `into`; throws `FM_ERR_INVALID_MODULE` on duplicate names. */
@@ -39,7 +41,7 @@ export function collect(values: Iterable<unknown>, into: LoadedModules, origin: 
 
 /** Imports each module and collects every exported program and function. */
 export async function loadModules(paths: readonly string[]): Promise<LoadedModules> {
-  const out: LoadedModules = { programs: new Map(), functions: new Map() };
+  const out: LoadedModules = { programs: new Map(), functions: new Map(), exports: [] };
   for (const p of paths) {
     const url = pathToFileURL(resolve(p)).href;
     let mod: Record<string, unknown>;
@@ -55,6 +57,7 @@ export async function loadModules(paths: readonly string[]): Promise<LoadedModul
     }
     const before = out.programs.size + out.functions.size;
     collect(Object.values(mod), out, p);
+    out.exports.push(...Object.values(mod));
     if (out.programs.size + out.functions.size === before) {
       throw new FlowmetalError(ErrorCode.InvalidModule, `module ${p} exports no program (defineProgram) or function (defineFunction)`);
     }

@@ -89,7 +89,7 @@ export interface FlowmetalNode extends AsyncDisposable {
 export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const log = options.log ?? silentLogger;
   const name = options.name ?? `${hostname()}-${process.pid}`;
-  const loaded: LoadedModules = { programs: new Map(), functions: new Map() };
+  const loaded: LoadedModules = { programs: new Map(), functions: new Map(), exports: [] };
   collect(options.modules, loaded, "options.modules");
   if (loaded.programs.size === 0 && loaded.functions.size === 0) {
     throw new FlowmetalError(ErrorCode.InvalidModule, "no programs or functions given: pass the exports of modules using defineProgram/defineFunction");
@@ -146,7 +146,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
       const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced);
       runners.set(ev.shard, r);
       await r.start();
-      log.info({ shard: ev.shard, epoch: ev.epoch }, "shard started");
+      log.debug({ shard: ev.shard, epoch: ev.epoch }, "shard started");
     }
   };
   const watching = (async () => {

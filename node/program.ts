@@ -1,5 +1,16 @@
 // node/program.ts — the program SDK: defineProgram, defineFunction, functionRef and the send-to-actor action.
-import { emit, fromPromise, type AnyStateMachine, type EventObject, type MachineContext, type PromiseActorLogic } from "xstate";
+import {
+  emit,
+  fromPromise,
+  type ActionFunction,
+  type AnyEventObject,
+  type AnyStateMachine,
+  type EventObject,
+  type MachineContext,
+  type ParameterizedObject,
+  type PromiseActorLogic,
+  type SendExpr,
+} from "xstate";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { parseActorAddress, parseFunctionName, parseProgramName, type ProgramName } from "../protocol/subjects.js";
 
@@ -203,16 +214,25 @@ type EventOrExpr<TContext, TEvent extends EventObject> =
  * @example
  * on: { SHIPPED: { actions: sendToActor("invoice/main", ({ context }) => ({ type: "BILL", order: context.id })) } }
  */
-export function sendToActor<TContext extends MachineContext, TEvent extends EventObject>(
-  address: string | ((args: { context: TContext; event: TEvent }) => string),
-  event: EventOrExpr<TContext, TEvent>,
-) {
+export function sendToActor<
+  TContext extends MachineContext,
+  TExpressionEvent extends EventObject,
+  TParams extends ParameterizedObject["params"] | undefined,
+  TEvent extends EventObject,
+  TEmitted extends AnyEventObject,
+>(
+  address: string | ((args: { context: TContext; event: TExpressionEvent }) => string),
+  event: EventOrExpr<TContext, TExpressionEvent>,
+): ActionFunction<TContext, TExpressionEvent, TEvent, TParams, never, never, never, never, TEmitted> {
   if (typeof address === "string") parseActorAddress(address);
-  return emit<TContext, TEvent, undefined, EventObject, EventObject>(({ context, event: ev }) => {
+  const expr = ({ context, event: ev }: { context: TContext; event: TExpressionEvent }) => {
     const to = typeof address === "function" ? address({ context, event: ev }) : address;
     const payload = typeof event === "function" ? event({ context, event: ev }) : event;
     return { type: sendEventType, to, event: payload };
-  });
+  };
+  // Carried as an emitted event of a reserved type, which the step engine turns into a send effect; it is
+  // never delivered to emit listeners, so it need not be one of the machine's declared emitted events.
+  return emit<TContext, TExpressionEvent, TParams, TEvent, TEmitted>(expr as unknown as SendExpr<TContext, TExpressionEvent, TParams, TEmitted, TEvent>);
 }
 
 /** Metadata the node stamps into every event before the step: read time from here, never from the clock. */

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+// node/cli/main.ts — the `flowmetal` command: dev, node, send, ask, get, history, replay.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
+import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
+import type { StepRecord } from "../../protocol/records.js";
+import { createClient } from "../client/index.js";
+import { startDevServer } from "../dev-server.js";
+import { configureFailpoints } from "../failpoints.js";
+import { readAll } from "../journal.js";
+import { loadModules } from "../loader.js";
+import { createLogger } from "../logger.js";
+import { createNode } from "../node.js";
+import { checkReplay } from "../replay.js";
+
+const usage = `flowmetal — durable XState programs on NATS JetStream
+
+usage:
+  flowmetal dev [--port 4222] [--data .flowmetal] <modules…>   private nats-server + a node, for one machine
+  flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] <modules…>
+  flowmetal send <program/key> '<event JSON>' [--msg-id ID]      durably accept an event
+  flowmetal ask <program/key> '<event JSON>' [--msg-id ID] [--timeout MS]
+                                                                 send and wait for the step's outcome
+  flowmetal get <program/key>                                    current state
+  flowmetal history <program/key> [--at N] [--after CURSOR] [--limit N] [--json]
+  flowmetal replay <program/key> <modules…>                      re-run the journal through the program
+
+common options: --nats URL (default: $FLOWMETAL_NATS, else the dev server in ./.flowmetal, else nats://127.0.0.1:4222)
+                --prefix fm
+modules are .ts or .js files; every exported defineProgram/defineFunction is loaded.`;
+
+const options = {
+  nats: { type: "string" },
+  prefix: { type: "string" },
+  port: { type: "string" },
+  data: { type: "string" },
+  name: { type: "string" },
+  shards: { type: "string" },
+  replicas: { type: "string" },
+  "msg-id": { type: "string" },
+  timeout: { type: "string" },
+  at: { type: "string" },
+  after: { type: "string" },
+  limit: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function out(s: string): void {
+  process.stdout.write(`${s}\n`);
+}
+
+function int(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new FlowmetalError(ErrorCode.BadRequest, `--${name} must be a non-negative integer, got '${v}'`);
+  return n;
+}
+
+async function natsUrl(flag: string | undefined): Promise<string> {
+  if (flag) return flag;
+  if (process.env.FLOWMETAL_NATS) return process.env.FLOWMETAL_NATS;
+  try {
+    const dev = JSON.parse(await readFile(join(".flowmetal", "dev.json"), "utf8")) as { url?: string };
+    if (dev.url) return dev.url;
+  } catch {
+    // no dev server here
+  }
+  return "nats://127.0.0.1:4222";
+}
+
+function parseEventArg(text: string | undefined): { type: string } {
+  if (!text) throw new FlowmetalError(ErrorCode.BadRequest, "missing event: pass it as JSON, e.g. '{\"type\":\"PLACE\"}'");
+  try {
+    return JSON.parse(text) as { type: string };
+  } catch (err) {
+    throw new FlowmetalError(ErrorCode.MalformedPayload, `event is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function waitForSignal(): Promise<string> {
+  return new Promise((r) => {
+    process.once("SIGINT", () => r("SIGINT"));
+    process.once("SIGTERM", () => r("SIGTERM"));
+  });
+}
+
+async function runNode(modules: string[], url: string, v: Record<string, unknown>, devServer?: { stop(): Promise<void> }): Promise<void> {
+  if (modules.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "give at least one module with programs, e.g. examples/order.ts");
+  configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
+  const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
+  const loaded = await loadModules(modules);
+  const node = await createNode({
+    servers: url,
+    modules: loaded.exports,
+    ...(v.prefix ? { prefix: String(v.prefix) } : {}),
+    ...(v.name ? { name: String(v.name) } : {}),
+    ...(v.shards ? { shards: int("shards", String(v.shards)) } : {}),
+    ...(v.replicas ? { replicas: int("replicas", String(v.replicas)) } : {}),
+    ...(process.env.FLOWMETAL_PASSIVATE_MS ? { passivateAfterMs: Number(process.env.FLOWMETAL_PASSIVATE_MS) } : {}),
+    log,
+  });
+  out(`flowmetal node ${node.name} ready on ${url}`);
+  out(`  programs: ${node.programs.join(", ") || "none"}`);
+  out(`  functions: ${node.functions.join(", ") || "none"}`);
+  if (devServer) out(`  try: flowmetal ask ${node.programs[0] ?? "counter"}/demo '{"type":"..."}'   or   nats pub fm.in.<program>.<key> '{"type":"..."}'`);
+  const sig = await waitForSignal();
+  log.info({ signal: sig }, "draining");
+  await node.drain();
+  await devServer?.stop();
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    out(usage);
+    return;
+  }
+  const { values: v, positionals: pos } = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+  if (v.help) {
+    out(usage);
+    return;
+  }
+  const prefix = v.prefix;
+  switch (cmd) {
+    case "dev": {
+      const dataDir = resolve(v.data ?? ".flowmetal");
+      const server = await startDevServer({ dataDir, port: int("port", v.port) ?? 4222, ...(process.env.FLOWMETAL_NATS_SERVER ? { bin: process.env.FLOWMETAL_NATS_SERVER } : {}) });
+      await mkdir(dataDir, { recursive: true });
+      await writeFile(join(dataDir, "dev.json"), JSON.stringify({ url: server.url }));
+      out(`nats-server ${server.version} on ${server.url} (data in ${dataDir})`);
+      try {
+        await runNode(pos, server.url, v, server);
+      } catch (err) {
+        await server.stop();
+        throw err;
+      }
+      return;
+    }
+    case "node":
+      return runNode(pos, await natsUrl(v.nats), v);
+    case "send":
+    case "ask":
+    case "get":
+    case "history": {
+      const actor = pos[0];
+      if (!actor) throw new FlowmetalError(ErrorCode.BadRequest, `usage: flowmetal ${cmd} <program/key>${cmd === "send" || cmd === "ask" ? " '<event JSON>'" : ""}`);
+      await using fm = await createClient({ servers: await natsUrl(v.nats), ...(prefix ? { prefix } : {}) });
+      const msgId = v["msg-id"];
+      if (cmd === "send") out(JSON.stringify(await fm.send(actor, parseEventArg(pos[1]), msgId ? { msgId } : {})));
+      else if (cmd === "ask") {
+        const timeoutMs = int("timeout", v.timeout);
+        out(JSON.stringify(await fm.ask(actor, parseEventArg(pos[1]), { ...(msgId ? { msgId } : {}), ...(timeoutMs ? { timeoutMs } : {}) }), null, 2));
+      } else if (cmd === "get") out(JSON.stringify(await fm.get(actor), null, 2));
+      else {
+        const at = int("at", v.at);
+        const after = int("after", v.after);
+        const limit = int("limit", v.limit);
+        const page = await fm.history(actor, { ...(at !== undefined ? { at } : {}), ...(after !== undefined ? { after } : {}), ...(limit !== undefined ? { limit } : {}) });
+        if (v.json || at !== undefined) out(JSON.stringify(at !== undefined ? page.steps[0] : page, null, 2));
+        else {
+          for (const s of page.steps) {
+            const fx = s.effects.map((e) => e.kind).join(",") || "-";
+            out(`${String(s.step).padStart(5)}  ${s.kind.padEnd(6)} ${s.event.type.padEnd(28)} → ${JSON.stringify(s.value)} ${s.outcome === "ok" ? "" : `[${s.outcome}: ${s.error?.code ?? ""}]`}  effects: ${fx}`);
+          }
+          if (page.next !== undefined) out(`more: flowmetal history ${actor} --after ${page.next}`);
+        }
+      }
+      return;
+    }
+    case "replay": {
+      const [actor, ...modules] = pos;
+      const a = parseActorAddress(actor);
+      const loaded = await loadModules(modules);
+      const program = loaded.programs.get(a.program);
+      if (!program) throw new FlowmetalError(ErrorCode.UnknownProgram, `no program '${a.program}' in ${modules.join(", ") || "(no modules given)"}`);
+      const nc = await connect({ servers: await natsUrl(v.nats) });
+      try {
+        const jsm = await jetstreamManager(nc);
+        const records: StepRecord[] = [];
+        for await (const r of readAll(jsm, createSubjects(prefix), a)) records.push(r.record);
+        const report = checkReplay(program, records);
+        out(JSON.stringify(report, null, 2));
+        if (report.divergence) process.exitCode = 3;
+      } finally {
+        await nc.close();
+      }
+      return;
+    }
+    default:
+      throw new FlowmetalError(ErrorCode.BadRequest, `unknown command '${cmd}' (try: flowmetal help)`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (FlowmetalError.is(err)) process.stderr.write(`error ${err.code}: ${err.message}\n`);
+  else process.stderr.write(`error: ${(err as Error)?.message ?? String(err)}\n`);
+  process.exit(1);
+});
