@@ -104,7 +104,13 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const subjects = createSubjects(options.prefix);
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  const shards = await ensureStreams(jsm, subjects, options);
+  let shards: number;
+  try {
+    shards = await ensureStreams(jsm, subjects, options);
+  } catch (err) {
+    if (own) await nc.close();
+    throw err;
+  }
   const limits = resolveDecodeLimits(options.limits);
   const hostOptions: HostOptions = {
     node: name,
