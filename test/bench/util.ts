@@ -1,0 +1,74 @@
+// test/bench/util.ts — small helpers for the benchmark script: pipelining, percentiles, memory, tables.
+
+/** Runs `fn(0..count-1)` with at most `window` calls in flight (a sliding window, not lock-step batches). */
+export async function pipelined(count: number, window: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(window, count)) }, lane));
+}
+
+/** Nearest-rank percentile of an ascending array (p in 0..100). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until `cond` holds, polling every `intervalMs`; throws after `timeoutMs`. */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs: number, intervalMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`bench: timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+export interface MemorySample {
+  heapUsedMiB: number;
+  rssMiB: number;
+}
+
+const mib = (b: number) => round(b / 1024 / 1024, 1);
+
+/** Collects garbage when the process runs with --expose-gc, then samples memory. */
+export function memory(collect = true): MemorySample {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (collect && gc) {
+    gc();
+    gc();
+  }
+  const m = process.memoryUsage();
+  return { heapUsedMiB: mib(m.heapUsed), rssMiB: mib(m.rss) };
+}
+
+export function round(x: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function fmt(x: number, digits = 0): string {
+  if (!Number.isFinite(x)) return String(x);
+  return round(x, digits).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Prints rows as an aligned two-or-more-column table. */
+export function table(title: string, rows: readonly (readonly string[])[]): void {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  console.log(`\n${title}`);
+  console.log("-".repeat(Math.min(100, widths.reduce((a, b) => a + b + 3, 0))));
+  for (const r of rows) {
+    console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("   "));
+  }
+}
