@@ -119,10 +119,11 @@ export class ShardRunner {
   private async run(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const m of messages) {
-        if (this.stopping) break;
         if (this.inFlight >= this.deps.options.maxInFlight) {
           await new Promise<void>((r) => this.slotWaiters.push(r));
         }
+        // Not dispatched: stays unacked, and the next owner's fresh consumer delivers it again.
+        if (this.stopping || this.fenced) break;
         this.dispatch(m);
       }
     } catch (err) {
@@ -147,7 +148,17 @@ export class ShardRunner {
     if (!e.running) void this.drainActor(e);
   }
 
-  private releaseSlot(): void {
+  /** Drops an actor's queued messages after the first `keep` ones and frees their in-flight slots. */
+  private release(e: Entry, keep: number): void {
+    const removed = e.queue.splice(keep).length;
+    this.inFlight -= removed;
+    for (let i = 0; i < removed; i++) this.slotWaiters.shift()?.();
+    if (this.inFlight === 0) for (const r of this.idle) r();
+  }
+
+  /** The head message of an actor is done (acked): free its slot. */
+  private completed(e: Entry): void {
+    e.queue.shift();
     this.inFlight--;
     this.slotWaiters.shift()?.();
     if (this.inFlight === 0) for (const r of this.idle) r();
@@ -156,25 +167,26 @@ export class ShardRunner {
   private async drainActor(e: Entry): Promise<void> {
     e.running = true;
     try {
-      while (e.queue.length > 0 && !this.fenced) {
+      while (e.queue.length > 0 && !this.fenced && !this.stopping) {
         const m = e.queue[0]!;
         try {
           await this.handle(e, m);
-          e.queue.shift();
-          this.releaseSlot();
+          this.completed(e);
         } catch (err) {
           if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
             this.deps.log.warn({ actor: formatAddress(e.address), shard: this.shard }, "fenced off by a newer owner, stopping shard");
             this.fence();
-            return;
+            break;
           }
-          if (this.stopping) return;
+          if (this.stopping) break;
           // Not a step: it stays at the head of the queue (order per actor must hold) and is retried.
           this.deps.log.error({ actor: formatAddress(e.address), err: String((err as Error)?.message ?? err) }, "step failed, retrying");
           e.state = undefined; // reload from the journal: the truth may have moved
           await new Promise((r) => setTimeout(r, 500));
         }
       }
+      // Stopping or fenced: whatever is still queued stays unacked for the next owner.
+      this.release(e, 0);
     } finally {
       e.running = false;
       e.lastUsed = Date.now();
@@ -184,11 +196,8 @@ export class ShardRunner {
   private fence(): void {
     if (this.fenced) return;
     this.fenced = true;
-    for (const e of this.actors.values()) {
-      for (let i = 0; i < e.queue.length; i++) this.releaseSlot();
-      e.queue = [];
-    }
-    this.actors.clear();
+    this.messages?.stop();
+    for (const e of this.actors.values()) if (!e.running) this.release(e, 0);
     this.onFenced(this.shard);
   }
 
@@ -237,7 +246,7 @@ export class ShardRunner {
           throw new FlowmetalError(ErrorCode.Unavailable, `loading ${formatAddress(e.address)} failed: ${(err as Error).message}`, { cause: err });
         }
       },
-      () => this.stopping,
+      () => this.stopping || this.fenced,
       this.deps.log,
       "actor load",
     );
@@ -273,7 +282,7 @@ export class ShardRunner {
     const state = e.state;
     if (m.seq <= state.seq) {
       // Redelivered: the step is in the journal. Its effects may not have gone out before a crash.
-      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!), () => this.stopping, log, "effect publish");
+      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!), () => this.stopping || this.fenced, log, "effect publish");
       m.ack();
       return;
     }
@@ -293,13 +302,13 @@ export class ShardRunner {
     failpoint("before-append");
     const journalSeq = await persist(
       () => appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq),
-      () => this.stopping,
+      () => this.stopping || this.fenced,
       log,
       "journal append",
     );
     advance(state, rec, plan.snapshot, journalSeq);
     failpoint("after-append");
-    await persist(() => effects.publish(e.address, rec), () => this.stopping, log, "effect publish");
+    await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
     this.notify(e.address, rec, plan.snapshot?.context);
     for (const c of plan.custom) {
       try {
@@ -350,15 +359,10 @@ export class ShardRunner {
     this.stopping = true;
     clearInterval(this.sweeper);
     this.messages?.stop();
-    if (this.inFlight > 0) {
-      // Messages still queued behind a running step are left unacked: the next owner gets them again.
-      for (const e of this.actors.values()) {
-        const queued = e.running ? e.queue.length - 1 : e.queue.length;
-        for (let i = 0; i < queued; i++) this.releaseSlot();
-        e.queue.length = e.running ? 1 : 0;
-      }
-      if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
-    }
+    // Queued messages behind a running step are left unacked: the next owner gets them again.
+    for (const e of this.actors.values()) this.release(e, e.running ? 1 : 0);
+    for (const w of this.slotWaiters.splice(0)) w();
+    if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
     await this.loop;
     this.actors.clear();
   }

@@ -1,0 +1,446 @@
+// test/bench/run.ts — the benchmark script (DESIGN.md §8): raw JetStream vs Flowmetal, measured in one run
+// against one nats-server that the script starts itself. Not a test: it prints figures and writes them to
+// test/bench/results/latest.json.
+//
+//   npm run bench                      full run (about 1-3 minutes on 2 cores)
+//   node dist/test/bench/run.js --quick  smaller counts, to smoke-test the script (results go to a temp file)
+//
+// Counts can be overridden with BENCH_* variables (see `config` below); BENCH_OUT sets the results file.
+import { execFile, fork } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { RetentionPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createClient, type Client } from "../../node/client/index.js";
+import { readAll, readLast } from "../../node/journal.js";
+import { createNode, type FlowmetalNode } from "../../node/node.js";
+import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
+import { natsServerBin, startNatsServer } from "../support/nats-server.js";
+import { benchCounter } from "./program.js";
+import { fmt, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
+
+const quick = process.argv.includes("--quick");
+const memoryChild = process.argv.includes("--memory-child");
+
+function num(name: string, full: number, small: number): number {
+  const v = process.env[`BENCH_${name}`];
+  if (v !== undefined && v !== "") {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_${name} must be a positive number, got '${v}'`);
+    return n;
+  }
+  return quick ? small : full;
+}
+
+const config = {
+  /** Raw JetStream: publishes awaited one by one. */
+  rawSync: num("RAW_SYNC", 3_000, 300),
+  /** Raw JetStream: publishes per pipelined run (three runs, the median counts). */
+  rawPipelined: num("RAW_PIPELINED", 50_000, 5_000),
+  /** Publishes in flight when pipelining (raw and Flowmetal alike). */
+  window: num("WINDOW", 1_000, 1_000),
+  /** Sequential asks to one actor. */
+  asks: num("ASKS", 2_000, 200),
+  /** Actors in the parallel run, and events per actor. */
+  actors: num("ACTORS", 1_000, 100),
+  perActor: num("PER_ACTOR", 20, 5),
+  /** History lengths for the resume run. */
+  resumeShort: num("RESUME_SHORT", 10, 10),
+  resumeLong: num("RESUME_LONG", 10_000, 1_000),
+  resumeReps: num("RESUME_REPS", 5, 3),
+  /** Idle actors for the memory run, and their passivation delay. */
+  memActors: num("MEM_ACTORS", 100_000, 5_000),
+  memPassivateMs: num("MEM_PASSIVATE_MS", 1_000, 1_000),
+};
+
+const subjects = createSubjects();
+const INC = new TextEncoder().encode(JSON.stringify({ type: "INC" }));
+const inbox = (key: string) => `fm.in.counter.${key}`;
+
+async function logCount(jsm: JetStreamManager): Promise<number> {
+  return (await jsm.streams.info(subjects.streams.journal)).state.messages;
+}
+
+/** Waits until the journal holds `target` records; returns the time it first saw them. */
+async function waitForLog(jsm: JetStreamManager, target: number, what: string, timeoutMs: number): Promise<number> {
+  let at = 0;
+  await until(async () => {
+    const ok = (await logCount(jsm)) >= target;
+    if (ok) at = performance.now();
+    return ok;
+  }, what, timeoutMs, 10);
+  return at;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. Raw JetStream
+// ---------------------------------------------------------------------------------------------------------
+
+async function benchRaw(js: JetStreamClient, jsm: JetStreamManager) {
+  await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 });
+  const subject = (i: number) => `bench.raw.k${i % 1000}`;
+  // Warm-up: connections, JIT, the stream's first blocks.
+  await pipelined(2_000, config.window, (i) => js.publish(subject(i), INC));
+
+  let t = performance.now();
+  for (let i = 0; i < config.rawSync; i++) await js.publish(subject(i), INC);
+  const syncPerSec = config.rawSync / ((performance.now() - t) / 1000);
+
+  const runs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    t = performance.now();
+    await pipelined(config.rawPipelined, config.window, (i) => js.publish(subject(i), INC));
+    runs.push(config.rawPipelined / ((performance.now() - t) / 1000));
+  }
+  await jsm.streams.delete("BENCH_RAW");
+  return { payloadBytes: INC.length, syncCount: config.rawSync, syncPerSec: round(syncPerSec), pipelinedCount: config.rawPipelined, window: config.window, pipelinedRunsPerSec: runs.map((x) => round(x)), pipelinedPerSec: round(median(runs)) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2. One actor in a loop
+// ---------------------------------------------------------------------------------------------------------
+
+async function benchSingle(client: Client) {
+  const actor = "counter/solo";
+  for (let i = 0; i < 50; i++) await client.ask(actor, { type: "INC" }); // warm-up
+  const lat: number[] = [];
+  const t = performance.now();
+  for (let i = 0; i < config.asks; i++) {
+    const s = performance.now();
+    await client.ask(actor, { type: "INC" });
+    lat.push(performance.now() - s);
+  }
+  const total = performance.now() - t;
+  lat.sort((a, b) => a - b);
+  return { asks: config.asks, p50Ms: round(percentile(lat, 50), 2), p99Ms: round(percentile(lat, 99), 2), maxMs: round(lat[lat.length - 1] ?? 0, 2), stepsPerSec: round(config.asks / (total / 1000)) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. Many actors in parallel
+// ---------------------------------------------------------------------------------------------------------
+
+async function benchParallel(js: JetStreamClient, jsm: JetStreamManager, client: Client) {
+  const { actors, perActor } = config;
+  const total = actors * perActor;
+  const base = await logCount(jsm);
+  const t0 = performance.now();
+  // Round-robin over the actors, like independent senders would.
+  await pipelined(total, config.window, (i) => js.publish(inbox(`p${i % actors}`), INC));
+  const tPublished = performance.now();
+  const tDone = await waitForLog(jsm, base + total, `${total} steps`, 300_000);
+  const seconds = (tDone - t0) / 1000;
+  const check = await client.get("counter/p0");
+  const n = (check.context as { n?: number } | null)?.n;
+  if (n !== perActor) throw new Error(`bench: counter/p0 counted ${String(n)}, expected ${perActor}`);
+  const log = (await jsm.streams.info(subjects.streams.journal)).state;
+  return {
+    actors,
+    eventsPerActor: perActor,
+    steps: total,
+    publishSeconds: round((tPublished - t0) / 1000, 2),
+    seconds: round(seconds, 2),
+    stepsPerSec: round(total / seconds),
+    avgRecordBytes: round(log.bytes / Math.max(1, log.messages)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Resume time vs history length
+// ---------------------------------------------------------------------------------------------------------
+
+async function buildHistory(js: JetStreamClient, jsm: JetStreamManager, key: string, steps: number): Promise<number> {
+  const t = performance.now();
+  await pipelined(steps, config.window, () => js.publish(inbox(key), INC));
+  const a = parseActorAddress(`counter/${key}`);
+  await until(async () => ((await readLast(jsm, subjects, a))?.record.step ?? 0) >= steps, `${steps} steps of ${key}`, 600_000, 25);
+  return (performance.now() - t) / 1000;
+}
+
+async function timedAsk(client: Client, actor: string, expectStep: number): Promise<number> {
+  const t = performance.now();
+  const r = await client.ask(actor, { type: "INC" });
+  const ms = performance.now() - t;
+  if (r.step !== expectStep) throw new Error(`bench: ${actor} took step ${r.step}, expected ${expectStep}`);
+  return ms;
+}
+
+async function benchResume(url: string, js: JetStreamClient, jsm: JetStreamManager, client: Client, oldNode: FlowmetalNode) {
+  const short = config.resumeShort;
+  const long = config.resumeLong;
+  const buildLongSec = await buildHistory(js, jsm, "rlong", long);
+  await buildHistory(js, jsm, "rshort", short);
+  await buildHistory(js, jsm, "rwarm", 1);
+  await oldNode.drain();
+
+  const tStart = performance.now();
+  const node = await createNode({ servers: url, modules: [benchCounter], passivateAfterMs: 300, name: "bench-resume" });
+  const nodeStartMs = performance.now() - tStart;
+  let stepShort = short;
+  let stepLong = long;
+  try {
+    // A fresh node: warm its code paths on a third actor, then the first step of each.
+    await timedAsk(client, "counter/rwarm", 2);
+    const freshShort = await timedAsk(client, "counter/rshort", ++stepShort);
+    const freshLong = await timedAsk(client, "counter/rlong", ++stepLong);
+    const warmShort: number[] = [];
+    const warmLong: number[] = [];
+    const coldShort: number[] = [];
+    const coldLong: number[] = [];
+    for (let r = 0; r < config.resumeReps; r++) {
+      await until(() => node.activeActors() === 0, "passivation", 10_000, 20);
+      // Alternate which goes first, so neither always meets a colder process.
+      if (r % 2 === 0) {
+        coldShort.push(await timedAsk(client, "counter/rshort", ++stepShort));
+        coldLong.push(await timedAsk(client, "counter/rlong", ++stepLong));
+      } else {
+        coldLong.push(await timedAsk(client, "counter/rlong", ++stepLong));
+        coldShort.push(await timedAsk(client, "counter/rshort", ++stepShort));
+      }
+      warmShort.push(await timedAsk(client, "counter/rshort", ++stepShort));
+      warmLong.push(await timedAsk(client, "counter/rlong", ++stepLong));
+    }
+    // What resume reads (one record) against what a replay would read (the whole history).
+    const lastShort: number[] = [];
+    const lastLong: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      let t = performance.now();
+      await readLast(jsm, subjects, parseActorAddress("counter/rshort"));
+      lastShort.push(performance.now() - t);
+      t = performance.now();
+      await readLast(jsm, subjects, parseActorAddress("counter/rlong"));
+      lastLong.push(performance.now() - t);
+    }
+    let t = performance.now();
+    let records = 0;
+    for await (const _ of readAll(jsm, subjects, parseActorAddress("counter/rlong"))) records++;
+    const readAllLongMs = performance.now() - t;
+    return {
+      node,
+      result: {
+        shortSteps: short,
+        longSteps: long,
+        buildLongSeconds: round(buildLongSec, 2),
+        buildLongStepsPerSec: round(long / buildLongSec),
+        nodeStartMs: round(nodeStartMs, 1),
+        freshNodeFirstAskMs: { short: round(freshShort, 2), long: round(freshLong, 2) },
+        passivatedResumeAskMedianMs: { short: round(median(coldShort), 2), long: round(median(coldLong), 2) },
+        residentAskMedianMs: { short: round(median(warmShort), 2), long: round(median(warmLong), 2) },
+        readLastMedianMs: { short: round(median(lastShort), 2), long: round(median(lastLong), 2) },
+        readAllLong: { records, ms: round(readAllLongMs, 1) },
+        reps: config.resumeReps,
+      },
+    };
+  } catch (err) {
+    await node.drain();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 5. Memory with many idle actors (own process, run with --expose-gc)
+// ---------------------------------------------------------------------------------------------------------
+
+interface MemoryResult {
+  actors: number;
+  passivateAfterMs: number;
+  gcForced: boolean;
+  createSeconds: number;
+  createStepsPerSec: number;
+  baseline: MemorySample;
+  peakDuringCreate: MemorySample & { activeActors: number };
+  afterSteps: MemorySample & { activeActors: number };
+  afterPassivation: MemorySample & { activeActors: number; waitedMs: number };
+  residentBytesPerActor: number | null;
+  bytesPerPassivatedActor: number;
+}
+
+async function runMemoryChild(): Promise<void> {
+  const url = process.env.BENCH_NATS_URL;
+  if (!url) throw new Error("bench: --memory-child needs BENCH_NATS_URL");
+  const n = config.memActors;
+  const nc = await connect({ servers: url, name: "bench-memory" });
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const node = await createNode({ servers: url, modules: [benchCounter], passivateAfterMs: config.memPassivateMs, name: "bench-memory" });
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const baseline = memory();
+    const base = await logCount(jsm);
+    let peak = { ...memory(false), activeActors: 0 };
+    const sampler = setInterval(() => {
+      const a = node.activeActors();
+      if (a > peak.activeActors) peak = { ...memory(false), activeActors: a };
+    }, 250);
+    const t0 = performance.now();
+    await pipelined(n, config.window, (i) => js.publish(inbox(`m${i}`), INC));
+    const tDone = await waitForLog(jsm, base + n, `${n} actors created`, 600_000);
+    clearInterval(sampler);
+    const createSeconds = (tDone - t0) / 1000;
+    const afterSteps = { ...memory(), activeActors: node.activeActors() };
+    const tw = performance.now();
+    await until(() => node.activeActors() === 0, "all actors passivated", 120_000, 50);
+    const waitedMs = performance.now() - tw;
+    await new Promise((r) => setTimeout(r, 200));
+    const afterPassivation = { ...memory(), activeActors: node.activeActors(), waitedMs: round(waitedMs) };
+    const result: MemoryResult = {
+      actors: n,
+      passivateAfterMs: config.memPassivateMs,
+      gcForced: typeof (globalThis as { gc?: unknown }).gc === "function",
+      createSeconds: round(createSeconds, 2),
+      createStepsPerSec: round(n / createSeconds),
+      baseline,
+      peakDuringCreate: peak,
+      afterSteps,
+      afterPassivation,
+      residentBytesPerActor: afterSteps.activeActors > 0 ? round(((afterSteps.heapUsedMiB - afterPassivation.heapUsedMiB) * 1024 * 1024) / afterSteps.activeActors) : null,
+      bytesPerPassivatedActor: round(((afterPassivation.heapUsedMiB - baseline.heapUsedMiB) * 1024 * 1024) / n, 1),
+    };
+    process.send?.(result);
+  } finally {
+    await node.drain();
+    await nc.close();
+  }
+}
+
+function benchMemory(url: string): Promise<MemoryResult> {
+  const script = fileURLToPath(import.meta.url);
+  return new Promise((resolvePromise, reject) => {
+    const args = ["--memory-child", ...(quick ? ["--quick"] : [])];
+    const child = fork(script, args, { execArgv: ["--expose-gc"], env: { ...process.env, BENCH_NATS_URL: url }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    let result: MemoryResult | undefined;
+    child.on("message", (m) => (result = m as MemoryResult));
+    child.on("error", reject);
+    child.on("exit", (code) => (result && code === 0 ? resolvePromise(result) : reject(new Error(`bench: memory run exited with code ${String(code)}`))));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const serverVersion = (await promisify(execFile)(natsServerBin, ["--version"])).stdout.trim();
+  console.log(`Flowmetal benchmark${quick ? " (--quick)" : ""}: ${serverVersion}, node ${process.version}, ${cpus().length} cores`);
+  await using server = await startNatsServer();
+  let nc: NatsConnection | undefined;
+  let client: Client | undefined;
+  let node: FlowmetalNode | undefined;
+  try {
+    nc = await connect({ servers: server.url, name: "bench" });
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+
+    console.log("1/5 raw JetStream publishes…");
+    const raw = await benchRaw(js, jsm);
+
+    node = await createNode({ servers: server.url, modules: [benchCounter], name: "bench" });
+    client = await createClient({ servers: server.url });
+    console.log("2/5 one actor, sequential asks…");
+    const single = await benchSingle(client);
+    console.log("3/5 many actors in parallel…");
+    const parallel = await benchParallel(js, jsm, client);
+    console.log("4/5 resume vs history length…");
+    const resumed = await benchResume(server.url, js, jsm, client, node);
+    node = resumed.node;
+    const resume = resumed.result;
+    await node.drain(); // the memory run starts its own node on the same streams
+    node = undefined;
+    console.log("5/5 memory with idle actors (child process, --expose-gc)…");
+    const mem = await benchMemory(server.url);
+
+    const ratioParallel = parallel.stepsPerSec / raw.pipelinedPerSec;
+    const ratioSingle = single.stepsPerSec / raw.syncPerSec;
+    table("Raw JetStream (file storage, R1, " + raw.payloadBytes + "-byte payload)", [
+      ["", "count", "msgs/s"],
+      ["sync publish (await each)", fmt(raw.syncCount), fmt(raw.syncPerSec)],
+      [`pipelined (${raw.window} in flight), median of 3`, fmt(raw.pipelinedCount), fmt(raw.pipelinedPerSec)],
+      ["  runs", "", raw.pipelinedRunsPerSec.map((x) => fmt(x)).join(" / ")],
+    ]);
+    table("Flowmetal: one actor, sequential ask", [
+      ["asks", "p50 ms", "p99 ms", "max ms", "steps/s", "÷ raw sync"],
+      [fmt(single.asks), fmt(single.p50Ms, 2), fmt(single.p99Ms, 2), fmt(single.maxMs, 2), fmt(single.stepsPerSec), `${fmt(ratioSingle * 100, 1)}%`],
+    ]);
+    table(`Flowmetal: ${fmt(parallel.actors)} actors in parallel (${parallel.eventsPerActor} events each, publishes pipelined ${config.window} in flight)`, [
+      ["steps", "publish s", "total s", "steps/s", "÷ raw pipelined", "record bytes"],
+      [fmt(parallel.steps), fmt(parallel.publishSeconds, 2), fmt(parallel.seconds, 2), fmt(parallel.stepsPerSec), `${fmt(ratioParallel * 100, 1)}%  (target ≥ 40%, ceiling 50%)`, fmt(parallel.avgRecordBytes)],
+    ]);
+    table(`Flowmetal: resume vs history length (${resume.reps} passivation cycles, medians)`, [
+      ["", `${fmt(resume.shortSteps)} steps`, `${fmt(resume.longSteps)} steps`],
+      ["first ask on a fresh node, ms", fmt(resume.freshNodeFirstAskMs.short, 2), fmt(resume.freshNodeFirstAskMs.long, 2)],
+      ["ask after passivation, ms", fmt(resume.passivatedResumeAskMedianMs.short, 2), fmt(resume.passivatedResumeAskMedianMs.long, 2)],
+      ["ask while resident, ms", fmt(resume.residentAskMedianMs.short, 2), fmt(resume.residentAskMedianMs.long, 2)],
+      ["readLast (what resume reads), ms", fmt(resume.readLastMedianMs.short, 2), fmt(resume.readLastMedianMs.long, 2)],
+      ["readAll (a full replay would read), ms", "", `${fmt(resume.readAllLong.ms, 1)} (${fmt(resume.readAllLong.records)} records)`],
+      ["node start, ms", fmt(resume.nodeStartMs, 1), ""],
+      [`building ${fmt(resume.longSteps)} steps of one actor`, "", `${fmt(resume.buildLongSeconds, 2)} s (${fmt(resume.buildLongStepsPerSec)} steps/s)`],
+    ]);
+    table(`Flowmetal: memory, ${fmt(mem.actors)} actors with one step each, passivateAfterMs ${mem.passivateAfterMs}${mem.gcForced ? ", GC forced" : ", no GC"}`, [
+      ["", "heapUsed MiB", "RSS MiB", "activeActors"],
+      ["node started, before", fmt(mem.baseline.heapUsedMiB, 1), fmt(mem.baseline.rssMiB, 1), "0"],
+      ["peak during creation (no GC)", fmt(mem.peakDuringCreate.heapUsedMiB, 1), fmt(mem.peakDuringCreate.rssMiB, 1), fmt(mem.peakDuringCreate.activeActors)],
+      ["all steps persisted", fmt(mem.afterSteps.heapUsedMiB, 1), fmt(mem.afterSteps.rssMiB, 1), fmt(mem.afterSteps.activeActors)],
+      [`after passivation (+${fmt(mem.afterPassivation.waitedMs)} ms)`, fmt(mem.afterPassivation.heapUsedMiB, 1), fmt(mem.afterPassivation.rssMiB, 1), fmt(mem.afterPassivation.activeActors)],
+      ["creation", `${fmt(mem.createSeconds, 2)} s`, `${fmt(mem.createStepsPerSec)} steps/s`, ""],
+      ["heap per resident actor / per passivated actor", mem.residentBytesPerActor === null ? "n/a" : `${fmt(mem.residentBytesPerActor)} B`, `${fmt(mem.bytesPerPassivatedActor, 1)} B`, ""],
+    ]);
+    const ratios = { parallelStepsPerRawPipelined: round(ratioParallel, 3), singleStepsPerRawSync: round(ratioSingle, 3), target: 0.4, ceiling: 0.5 };
+    console.log(`\nRatio steps/s ÷ raw pipelined publishes/s: ${fmt(ratioParallel * 100, 1)}% (target ≥ 40%)   one actor ÷ raw sync: ${fmt(ratioSingle * 100, 1)}%`);
+
+    const results = {
+      date: new Date().toISOString(),
+      quick,
+      env: { nats: serverVersion, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: round(totalmem() / 1024 ** 3, 1) },
+      config,
+      raw,
+      single,
+      parallel,
+      resume,
+      memory: mem,
+      ratios,
+      durationSeconds: round((performance.now() - started) / 1000, 1),
+    };
+    const out = process.env.BENCH_OUT ?? (quick ? join(tmpdir(), "flowmetal-bench-quick.json") : join(repoRoot(), "test", "bench", "results", "latest.json"));
+    await mkdir(dirname(resolve(out)), { recursive: true });
+    await writeFile(out, JSON.stringify(results, null, 2) + "\n");
+    console.log(`Wrote ${out} (${results.durationSeconds} s)`);
+  } finally {
+    await node?.drain().catch(() => undefined);
+    await client?.close().catch(() => undefined);
+    await nc?.close().catch(() => undefined);
+  }
+}
+
+if (memoryChild) {
+  runMemoryChild().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+} else {
+  main().then(
+    () => {
+      // Everything is closed; this only guards against a stray handle keeping a finished benchmark alive.
+      setTimeout(() => {
+        console.error("bench: a handle kept the process alive after closing; exiting");
+        process.exit(0);
+      }, 5_000).unref();
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
