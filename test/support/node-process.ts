@@ -103,3 +103,116 @@ export async function spawnNode(natsUrl: string, modules: readonly string[], opt
     },
   };
 }
+
+export interface SupervisorOptions extends Omit<NodeProcessOptions, "name"> {
+  /** Node names are `<name>-1`, `<name>-2`, … one per incarnation. */
+  name: string;
+}
+
+/** A node that dies for a reason other than SIGKILL: a runtime bug, never expected. */
+export interface UnexpectedExit {
+  name: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+export interface Supervisor extends AsyncDisposable {
+  /** Incarnations that died of SIGKILL without the test asking (failpoints). */
+  readonly crashes: number;
+  /** Incarnations the test killed with {@link Supervisor.killCurrent}. */
+  readonly kills: number;
+  /** Incarnations started so far. */
+  readonly started: number;
+  readonly unexpectedExits: readonly UnexpectedExit[];
+  /** The running incarnation, if one is up. */
+  readonly current: NodeProcess | undefined;
+  /** SIGKILLs the running incarnation from outside (if one is up); the supervisor starts the next. */
+  killCurrent(): Promise<void>;
+  /** Stops restarting and SIGKILLs the running incarnation. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Keeps one node running: whenever it dies (failpoints SIGKILL it) a new incarnation is started. An
+ * incarnation that exits any other way is recorded in `unexpectedExits` and restarted too.
+ */
+export function superviseNode(natsUrl: string, modules: readonly string[], options: SupervisorOptions): Supervisor {
+  let stopped = false;
+  let current: NodeProcess | undefined;
+  let starting: Promise<NodeProcess> | undefined;
+  let crashes = 0;
+  let kills = 0;
+  let started = 0;
+  const killedByUs = new Set<number>();
+  const unexpected: UnexpectedExit[] = [];
+
+  const record = (name: string, exit: NodeExit, stderr: string, pid: number) => {
+    if (exit.signal === "SIGKILL") {
+      if (killedByUs.has(pid)) kills++;
+      else crashes++;
+    } else if (!stopped) {
+      unexpected.push({ name, ...exit, stderr });
+    }
+  };
+
+  const loop = (async () => {
+    while (!stopped) {
+      const name = `${options.name}-${++started}`;
+      starting = spawnNode(natsUrl, modules, { ...options, name });
+      try {
+        current = await starting;
+      } catch (err) {
+        // Died while starting up: with failpoints armed a step can kill it before it prints "ready".
+        const msg = String((err as Error).message);
+        if (/signal SIGKILL/.test(msg)) crashes++;
+        else if (!stopped) unexpected.push({ name, code: null, signal: null, stderr: msg });
+        if (!/signal SIGKILL/.test(msg)) await new Promise((r) => setTimeout(r, 200));
+        continue;
+      } finally {
+        starting = undefined;
+      }
+      const node = current;
+      const exit = await node.exited;
+      current = undefined;
+      record(node.name, exit, node.stderr(), node.pid);
+    }
+  })();
+
+  const stop = async () => {
+    stopped = true;
+    const s = starting;
+    if (s) await s.then((n) => n.kill(), () => undefined);
+    if (current) {
+      killedByUs.add(current.pid);
+      await current.kill();
+    }
+    await loop;
+  };
+
+  return {
+    get crashes() {
+      return crashes;
+    },
+    get kills() {
+      return kills;
+    },
+    get started() {
+      return started;
+    },
+    get unexpectedExits() {
+      return unexpected;
+    },
+    get current() {
+      return current;
+    },
+    async killCurrent() {
+      const n = current;
+      if (!n) return;
+      killedByUs.add(n.pid);
+      await n.kill();
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
