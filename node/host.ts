@@ -87,6 +87,7 @@ export class ShardRunner {
     readonly epoch: number,
     private readonly deps: HostDeps,
     private readonly onFenced: (shard: number) => void = () => {},
+    private readonly mayAppend: (shard: number, epoch: number) => boolean = () => true,
   ) {}
 
   /** Actors currently held in memory (for metrics and the memory benchmark). */
@@ -300,6 +301,9 @@ export class ShardRunner {
     }
     const rec = plan.record;
     failpoint("before-append");
+    if (!this.mayAppend(this.shard, this.epoch)) {
+      throw new FlowmetalError(ErrorCode.StaleOwner, `no longer allowed to write shard ${this.shard} at epoch ${this.epoch} (lease expired or ownership moved)`);
+    }
     const journalSeq = await persist(
       () => appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq),
       () => this.stopping || this.fenced,

@@ -27,8 +27,17 @@ export interface ShardEvent {
 export interface Placement {
   /** Ownership changes for `node`, starting with the current set; ends when the node closes. */
   watch(node: string, shards: number): AsyncIterable<ShardEvent>;
-  /** Told when a runner was fenced off (a newer owner appended); the placement should stop assigning it. */
+  /** Told once a shard the placement took away (`owned: false`) has stopped: its in-flight steps and effects are done. */
+  released?(shard: number, epoch: number): void;
+  /** Told when a runner was fenced off (a newer owner appended, or its lease ran out). */
   fenced?(shard: number, epoch: number): void;
+  /**
+   * Asked before every journal append: may this node still write for `shard` at `epoch`? A lease check
+   * (cheap, local): JetStream's fence stays the last word, this only keeps a paused owner from trying.
+   */
+  canAppend?(shard: number, epoch: number): boolean;
+  /** Called after every runner has stopped at shutdown: give the shards back. */
+  close?(): Promise<void>;
 }
 
 /** One node owns every shard at epoch 1: the single-machine placement. */
@@ -147,9 +156,10 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     if (current && (!ev.owned || current.epoch !== ev.epoch)) {
       runners.delete(ev.shard);
       await current.drain();
+      placement.released?.(ev.shard, current.epoch);
     }
     if (ev.owned && !runners.has(ev.shard) && !closing) {
-      const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced);
+      const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced, placement.canAppend ? (sh, ep) => placement.canAppend!(sh, ep) : undefined);
       runners.set(ev.shard, r);
       await r.start();
       log.debug({ shard: ev.shard, epoch: ev.epoch }, "shard started");
@@ -171,10 +181,12 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const drain = () => {
     closingPromise ??= (async () => {
       closing = true;
-      await iterator.return?.();
+      // Not awaited: a placement's watch may be waiting for its next event; close() below ends it.
+      void iterator.return?.();
       await api.drain();
       await Promise.allSettled([...runners.values()].map((r) => r.drain()));
       runners.clear();
+      await placement.close?.();
       await worker?.drain();
       void watching;
       if (own) await nc.drain().catch(() => undefined);

@@ -95,6 +95,10 @@ export const ApiVerb = {
   Get: "get",
   History: "history",
   Programs: "programs",
+  Cluster: "cluster",
+  Move: "move",
+  Unpin: "unpin",
+  Drain: "drain",
 } as const;
 export type ApiVerb = (typeof ApiVerb)[keyof typeof ApiVerb];
 
@@ -163,6 +167,19 @@ export function createSubjects(prefix = "fm"): Subjects {
       return { shard: Number(shard), program, key };
     },
   });
+}
+
+/**
+ * The shard of an actor: FNV-1a (32-bit) of `program` followed by `key`, modulo the shard count. This is
+ * exactly what the inbox stream's `{{partition(shards,1,2)}}` transform computes on the server.
+ */
+export function shardOf(a: ActorAddress, shards: number): number {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(a.program + a.key)) {
+    h ^= b;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % shards;
 }
 
 /** Function names: dot-separated tokens, e.g. `payments.charge` or `http.request`. */

@@ -14,20 +14,23 @@ import { configureFailpoints } from "../failpoints.js";
 import { readAll } from "../journal.js";
 import { loadModules } from "../loader.js";
 import { createLogger } from "../logger.js";
-import { createNode } from "../node.js";
 import { checkReplay } from "../replay.js";
 
 const usage = `flowmetal — durable XState programs on NATS JetStream
 
 usage:
   flowmetal dev [--port 4222] [--data .flowmetal] <modules…>   private nats-server + a node, for one machine
-  flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] <modules…>
+  flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] [--heartbeat-ttl MS] <modules…>
+                                                                 join the cluster: own shards, take over dead nodes' shards
   flowmetal send <program/key> '<event JSON>' [--msg-id ID]      durably accept an event
   flowmetal ask <program/key> '<event JSON>' [--msg-id ID] [--timeout MS]
                                                                  send and wait for the step's outcome
   flowmetal get <program/key>                                    current state
   flowmetal history <program/key> [--at N] [--after CURSOR] [--limit N] [--json]
   flowmetal replay <program/key> <modules…>                      re-run the journal through the program
+  flowmetal cluster [--json]                                     nodes, shards, owners, epochs
+  flowmetal move <shard|program/key> <node>                      move a shard (and every actor in it), live
+  flowmetal drain <node> [--undo]                                move every shard off a node, with progress
 
 common options: --nats URL (default: $FLOWMETAL_NATS, else the dev server in ./.flowmetal, else nats://127.0.0.1:4222)
                 --prefix fm
@@ -41,6 +44,8 @@ const options = {
   name: { type: "string" },
   shards: { type: "string" },
   replicas: { type: "string" },
+  "heartbeat-ttl": { type: "string" },
+  undo: { type: "boolean" },
   "msg-id": { type: "string" },
   timeout: { type: "string" },
   at: { type: "string" },
@@ -94,7 +99,8 @@ async function runNode(modules: string[], url: string, v: Record<string, unknown
   configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
   const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
   const loaded = await loadModules(modules);
-  const node = await createNode({
+  const { createClusterNode } = await import("../../cluster/index.js");
+  const node = await createClusterNode({
     servers: url,
     modules: loaded.exports,
     ...(v.prefix ? { prefix: String(v.prefix) } : {}),
@@ -102,6 +108,7 @@ async function runNode(modules: string[], url: string, v: Record<string, unknown
     ...(v.shards ? { shards: int("shards", String(v.shards)) } : {}),
     ...(v.replicas ? { replicas: int("replicas", String(v.replicas)) } : {}),
     ...(process.env.FLOWMETAL_PASSIVATE_MS ? { passivateAfterMs: Number(process.env.FLOWMETAL_PASSIVATE_MS) } : {}),
+    ...(v["heartbeat-ttl"] ? { heartbeatTtlMs: int("heartbeat-ttl", String(v["heartbeat-ttl"])) } : {}),
     log,
   });
   out(`flowmetal node ${node.name} ready on ${url}`);
@@ -134,7 +141,7 @@ async function main(argv: string[]): Promise<void> {
       await writeFile(join(dataDir, "dev.json"), JSON.stringify({ url: server.url }));
       out(`nats-server ${server.version} on ${server.url} (data in ${dataDir})`);
       try {
-        await runNode(pos, server.url, v, server);
+        await runNode(pos, server.url, { ...v, name: v.name ?? "dev" }, server);
       } catch (err) {
         await server.stop();
         throw err;
@@ -191,9 +198,52 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case "cluster":
+    case "move":
+    case "drain":
+      return clusterCommand(cmd, pos, v, await natsUrl(v.nats));
     default:
       throw new FlowmetalError(ErrorCode.BadRequest, `unknown command '${cmd}' (try: flowmetal help)`);
   }
+}
+
+async function clusterCommand(cmd: string, pos: string[], v: { json?: boolean | undefined; undo?: boolean | undefined; prefix?: string | undefined; timeout?: string | undefined }, url: string): Promise<void> {
+  await using fm = await createClient({ servers: url, ...(v.prefix ? { prefix: v.prefix } : {}) });
+  if (cmd === "cluster") {
+    const view = await fm.cluster();
+    if (v.json) return out(JSON.stringify(view, null, 2));
+    out(`${view.nodes.length} node(s), ${view.shards} shards, ${view.replicas} replica(s)`);
+    for (const n of view.nodes) out(`  ${n.name.padEnd(20)} ${n.draining ? "draining " : ""}owns ${n.owns.length}: ${n.owns.join(" ")}`);
+    const orphans = view.owners.filter((o) => !view.nodes.some((n) => n.name === o.node));
+    if (orphans.length) out(`  unowned or owned by a dead node: ${orphans.map((o) => `${o.shard}(${o.node ?? "-"})`).join(" ")}`);
+    out("shard  owner                epoch  reason     pinned");
+    for (const o of view.owners) out(`${String(o.shard).padStart(5)}  ${(o.node ?? "-").padEnd(20)} ${String(o.epoch).padStart(5)}  ${o.reason.padEnd(10)} ${o.pinned ?? ""}`);
+    return;
+  }
+  if (cmd === "move") {
+    const [target, node] = pos;
+    if (!target || !node) throw new FlowmetalError(ErrorCode.BadRequest, "usage: flowmetal move <shard|program/key> <node>");
+    const r = await fm.move(target, node, int("timeout", v.timeout));
+    const who = r.actor ? `${r.actor} is in shard ${r.shard}; ` : "";
+    out(`${who}shard ${r.shard} moved from ${r.from ?? "nobody"} to ${r.to} (epoch ${r.epoch}) in ${r.ms} ms; ${r.actors} ${r.actor ? "other " : ""}actor(s) moved with it`);
+    return;
+  }
+  const [node] = pos;
+  if (!node) throw new FlowmetalError(ErrorCode.BadRequest, "usage: flowmetal drain <node> [--undo]");
+  const r = await fm.drain(node, { undo: v.undo === true });
+  if (v.undo) return out(`${node} takes shards again`);
+  let left = r.shardsLeft.length;
+  out(`draining ${node}: ${left} shard(s) to move`);
+  const t0 = Date.now();
+  while (left > 0) {
+    await new Promise((res) => setTimeout(res, 250));
+    const view = await fm.cluster();
+    const now = view.owners.filter((o) => o.node === node).length;
+    if (now !== left) out(`  ${now} left`);
+    left = now;
+    if (Date.now() - t0 > 120_000) throw new FlowmetalError(ErrorCode.Timeout, `${node} still owns ${left} shard(s) after 120 s`);
+  }
+  out(`${node} is drained in ${Date.now() - t0} ms; stop it now, or take it back with: flowmetal drain ${node} --undo`);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

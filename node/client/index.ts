@@ -29,6 +29,26 @@ export interface AskOptions extends SendOptions {
   timeoutMs?: number;
 }
 
+/** The cluster as `cluster` returns it. */
+export interface ClusterView {
+  shards: number;
+  replicas: number;
+  nodes: { name: string; instance: string; host: string; pid: number; startedAt: number; draining: boolean; owns: number[] }[];
+  owners: { shard: number; node: string | null; epoch: number; since: number; reason: string; from: string | null; pinned: string | null }[];
+}
+
+/** What `move` returns. */
+export interface MoveResult {
+  shard: number;
+  actor?: string;
+  from: string | null;
+  to: string;
+  epoch: number;
+  ms: number;
+  /** Other actors in the same shard, which moved too. */
+  actors: number;
+}
+
 /** What `ask` returns: the outcome of the step that took the event. */
 export interface AskResult extends StateNotice {
   duplicate: boolean;
@@ -47,6 +67,12 @@ export interface Client extends AsyncDisposable {
   get(actor: string): Promise<ActorView>;
   /** A page of the actor's steps; pass `page.next` as `after` for the next one, or `at` for one step. */
   history(actor: string, options?: { after?: number; limit?: number; at?: number }): Promise<HistoryPage>;
+  /** Nodes, shards, owners and epochs (cluster nodes only). */
+  cluster(): Promise<ClusterView>;
+  /** Moves a shard, or the shard of `<program>/<key>`, to `node`; resolves once that node owns it. */
+  move(target: string, node: string, timeoutMs?: number): Promise<MoveResult>;
+  /** Starts draining `node` (or with `undo`, stops): its shards move to other nodes. */
+  drain(node: string, options?: { undo?: boolean }): Promise<{ node: string; draining: boolean; shardsLeft: number[] }>;
   /** Programs and functions the serving node has loaded. */
   programs(): Promise<{ programs: { name: string; version: string; description: string | null }[]; functions: string[] }>;
   close(): Promise<void>;
@@ -97,6 +123,9 @@ export async function createClient(options: ClientOptions = {}): Promise<Client>
     get: (actor) => call(ApiVerb.Get, { actor }),
     history: (actor, o = {}) => call(ApiVerb.History, { actor, ...o }),
     programs: () => call(ApiVerb.Programs, {}),
+    cluster: () => call(ApiVerb.Cluster, {}),
+    move: (target, node, timeoutMs) => call(ApiVerb.Move, { target, node, ...(timeoutMs ? { timeoutMs } : {}) }, (timeoutMs ?? 30_000) + 5_000),
+    drain: (node, o = {}) => call(ApiVerb.Drain, { node, undo: o.undo === true }),
     async close() {
       if (own && !nc.isClosed()) await nc.close();
     },

@@ -1,0 +1,292 @@
+// cluster/controller.ts — one per node: heartbeats, and the shard ownership rules (claim, handoff, failover) as a Placement.
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
+import type { KV, KvEntry } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../node/logger.js";
+import { silentLogger } from "../node/logger.js";
+import type { Placement, ShardEvent } from "../node/node.js";
+import { desiredOwner } from "./rendezvous.js";
+import {
+  decode,
+  drainKey,
+  encode,
+  initCluster,
+  openBuckets,
+  readAll,
+  shardKey,
+  type BucketOptions,
+  type ClusterBuckets,
+  type NodeRecord,
+  type Pin,
+  type ShardRecord,
+} from "./state.js";
+
+export interface ClusterPlacementOptions extends BucketOptions {
+  nc: NatsConnection;
+  log?: Logger;
+  /** Shards of a new cluster; an existing cluster keeps its own. @default 16 */
+  shards?: number;
+  /** How often ownership is re-evaluated (changes in KV also trigger it). @default 200 */
+  tickMs?: number;
+}
+
+interface Cached<T> {
+  value: T;
+  revision: number;
+}
+
+/** What this node's controller knows and does; also read by the cluster API. */
+export interface ClusterPlacement extends Placement {
+  readonly buckets: ClusterBuckets;
+  readonly instance: string;
+  /** Shards this node runs now, with their epochs. */
+  running(): Map<number, number>;
+}
+
+/**
+ * Creates the cluster placement for a node. Ownership lives in KV as `{ node, instance, epoch }` per shard,
+ * changed only by compare-and-set, with epochs that only grow:
+ * - claim: a shard with no live owner goes to its desired node (rendezvous hashing, operator pins first);
+ * - handoff: an owner that is no longer the desired node stops intake, finishes its steps, then writes the
+ *   record over to the desired node with epoch + 1;
+ * - failover: when a node's heartbeat expires, the desired node claims its shards with epoch + 1.
+ * A node appends only while its lease (last heartbeat + TTL/2, on its monotonic clock) holds; JetStream's
+ * per-actor expected-sequence check rejects anything a stale owner still tries.
+ */
+export async function createClusterPlacement(options: ClusterPlacementOptions): Promise<ClusterPlacement> {
+  const { nc } = options;
+  const log = options.log ?? silentLogger;
+  const buckets = await openBuckets(nc, options);
+  const ttl = buckets.heartbeatTtlMs;
+  const tickMs = options.tickMs ?? 200;
+  const instance = randomUUID();
+
+  const nodes = new Map<string, Cached<NodeRecord>>();
+  const shards = new Map<number, Cached<ShardRecord>>();
+  const pins = new Map<number, string>();
+  const drains = new Set<string>();
+  const running = new Map<number, number>();
+  const releasing = new Map<number, { epoch: number; target: string; startedAt: number }>();
+  const cooldown = new Map<number, number>();
+  const queue: ShardEvent[] = [];
+  let wake: (() => void) | undefined;
+  let name = "";
+  let shardCount = 0;
+  let leaseUntil = 0;
+  let closed = false;
+  let ticking = false;
+  let tickAgain = false;
+  const stoppers: (() => void)[] = [];
+
+  const emit = (ev: ShardEvent) => {
+    queue.push(ev);
+    wake?.();
+  };
+  const leaseValid = () => performance.now() < leaseUntil;
+
+  function apply<T>(map: Map<string, Cached<T>> | Map<number, Cached<T>>, key: string | number, e: KvEntry): void {
+    const m = map as Map<string | number, Cached<T>>;
+    const cur = m.get(key);
+    if (cur && cur.revision >= e.revision) return;
+    const v = decode<T>(e);
+    if (v === undefined) m.delete(key);
+    else m.set(key, { value: v, revision: e.revision });
+  }
+
+  function onControl(e: KvEntry): void {
+    const v = decode<Pin | { at: number }>(e);
+    if (e.key.startsWith("s.")) {
+      const s = Number(e.key.slice(2));
+      if (v && "node" in v) pins.set(s, v.node);
+      else pins.delete(s);
+    } else if (e.key.startsWith("drain.")) {
+      const n = e.key.slice("drain.".length);
+      if (v) drains.add(n);
+      else drains.delete(n);
+    }
+  }
+
+  async function follow(kv: KV, on: (e: KvEntry) => void): Promise<void> {
+    const w = await kv.watch();
+    stoppers.push(() => w.stop());
+    void (async () => {
+      for await (const e of w) {
+        on(e);
+        void tick();
+      }
+    })().catch((err) => log.warn({ err: String(err) }, "kv watch ended"));
+  }
+
+  async function heartbeat(): Promise<void> {
+    const t0 = performance.now();
+    const rec: NodeRecord = { name, instance, startedAt, host: hostname(), pid: process.pid, at: Date.now() };
+    try {
+      const revision = await buckets.nodes.put(name, encode(rec), { timeout: Math.max(500, ttl / 3) });
+      leaseUntil = t0 + ttl / 2;
+      const known = nodes.get(name);
+      if (!known || known.revision < revision) nodes.set(name, { value: rec, revision });
+    } catch (err) {
+      log.warn({ node: name, err: String((err as Error).message) }, "heartbeat failed");
+    }
+  }
+  const startedAt = Date.now();
+
+  function ownerAlive(r: ShardRecord): boolean {
+    if (!r.node) return false;
+    const n = nodes.get(r.node);
+    return n !== undefined && n.value.instance === r.instance;
+  }
+
+  async function write(shard: number, rec: ShardRecord, prev: Cached<ShardRecord> | undefined): Promise<boolean> {
+    try {
+      const key = shardKey(shard);
+      const revision = prev ? await buckets.shards.update(key, encode(rec), prev.revision) : await buckets.shards.create(key, encode(rec));
+      shards.set(shard, { value: rec, revision });
+      return true;
+    } catch (err) {
+      log.debug({ shard, err: String((err as Error).message) }, "ownership change lost a race");
+      return false;
+    }
+  }
+
+  async function evaluate(): Promise<void> {
+    if (!leaseValid()) return; // without a lease this node may not claim or run anything new
+    const eligible = [...nodes.keys()].filter((n) => !drains.has(n)).sort();
+    const now = Date.now();
+    for (let s = 0; s < shardCount; s++) {
+      if (closed) return;
+      const cur = shards.get(s);
+      const want = desiredOwner(s, eligible, pins.get(s));
+      const mine = cur !== undefined && cur.value.node === name && cur.value.instance === instance;
+      if (mine) {
+        const epoch = cur.value.epoch;
+        if (releasing.has(s)) continue;
+        if (running.get(s) !== epoch && (cooldown.get(s) ?? 0) <= now) {
+          running.set(s, epoch);
+          if (cur.value.reason === "handoff" && cur.value.handoffStartedAt) {
+            log.info({ shard: s, epoch, from: cur.value.from, pauseMs: now - cur.value.handoffStartedAt }, "shard handed over");
+          }
+          emit({ shard: s, epoch, owned: true });
+        }
+        if (want !== undefined && want !== name && running.get(s) === epoch) {
+          releasing.set(s, { epoch, target: want, startedAt: now });
+          running.delete(s);
+          log.info({ shard: s, epoch, to: want }, "handing shard over");
+          emit({ shard: s, epoch, owned: false });
+        }
+        continue;
+      }
+      const was = running.get(s);
+      if (was !== undefined) {
+        running.delete(s);
+        log.warn({ shard: s, epoch: was, owner: cur?.value.node }, "shard owned elsewhere now, stopping it");
+        emit({ shard: s, epoch: was, owned: false });
+      }
+      if (releasing.has(s) || want !== name) continue;
+      if (cur && ownerAlive(cur.value)) continue;
+      const epoch = (cur?.value.epoch ?? 0) + 1;
+      const reason = cur?.value.node ? "failover" : "claim";
+      const rec: ShardRecord = { node: name, instance, epoch, since: now, from: cur?.value.node ?? null, reason };
+      if (await write(s, rec, cur)) {
+        if (reason === "failover") log.info({ shard: s, epoch, from: cur?.value.node }, "took over shard of a dead node");
+        running.set(s, epoch);
+        emit({ shard: s, epoch, owned: true });
+      }
+    }
+  }
+
+  async function tick(): Promise<void> {
+    if (ticking) {
+      tickAgain = true;
+      return;
+    }
+    ticking = true;
+    try {
+      do {
+        tickAgain = false;
+        await evaluate();
+      } while (tickAgain && !closed);
+    } catch (err) {
+      log.warn({ err: String(err) }, "ownership evaluation failed");
+    } finally {
+      ticking = false;
+    }
+  }
+
+  async function start(node: string, count: number): Promise<void> {
+    name = node;
+    const cfg = await initCluster(buckets, { shards: options.shards ?? count, replicas: options.replicas ?? 1 });
+    shardCount = cfg.shards;
+    for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, v);
+    for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) shards.set(Number(k.slice(2)), v);
+    await follow(buckets.nodes, (e) => apply(nodes, e.key, e));
+    await follow(buckets.shards, (e) => apply(shards, Number(e.key.slice(2)), e));
+    await follow(buckets.control, onControl);
+    await heartbeat();
+    const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
+    const tk = setInterval(() => void tick(), tickMs);
+    stoppers.push(() => clearInterval(hb), () => clearInterval(tk));
+    await tick();
+  }
+
+  const placement: ClusterPlacement = {
+    buckets,
+    instance,
+    running: () => new Map(running),
+    async *watch(node, count) {
+      await start(node, count);
+      while (!closed) {
+        const ev = queue.shift();
+        if (ev) {
+          yield ev;
+          continue;
+        }
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    },
+    released(shard, epoch) {
+      const r = releasing.get(shard);
+      if (!r || r.epoch !== epoch) return;
+      void (async () => {
+        const cur = shards.get(shard);
+        const target = nodes.get(r.target);
+        if (cur && cur.value.node === name && cur.value.epoch === epoch) {
+          const rec: ShardRecord = target
+            ? { node: r.target, instance: target.value.instance, epoch: epoch + 1, since: Date.now(), handoffStartedAt: r.startedAt, from: name, reason: "handoff" }
+            : { node: null, instance: null, epoch: epoch + 1, since: Date.now(), from: name, reason: "release" };
+          await write(shard, rec, cur);
+        }
+        releasing.delete(shard);
+        void tick();
+      })();
+    },
+    fenced(shard, epoch) {
+      if (running.get(shard) === epoch) running.delete(shard);
+      cooldown.set(shard, Date.now() + 1000);
+      log.warn({ shard, epoch }, "shard fenced off");
+    },
+    canAppend(shard, epoch) {
+      return leaseValid() && (running.get(shard) === epoch || releasing.get(shard)?.epoch === epoch);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      wake?.();
+      for (const stop of stoppers) stop();
+      // Give the shards back at once instead of letting the others wait for the heartbeat to expire.
+      for (const [s, cur] of shards) {
+        if (cur.value.node === name && cur.value.instance === instance) {
+          await write(s, { node: null, instance: null, epoch: cur.value.epoch + 1, since: Date.now(), from: name, reason: "release" }, cur);
+        }
+      }
+      await buckets.nodes.delete(name).catch(() => undefined);
+      running.clear();
+    },
+  };
+  return placement;
+}
+
+export { drainKey, shardKey };

@@ -1,0 +1,71 @@
+// cluster/index.ts — the public face of the cluster: a node that takes part in shard ownership.
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { createSubjects } from "../protocol/subjects.js";
+import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import { createNode, type FlowmetalNode, type NodeOptions } from "../node/node.js";
+import { silentLogger } from "../node/logger.js";
+import { serveClusterApi } from "./api.js";
+import { createClusterPlacement, type ClusterPlacement } from "./controller.js";
+
+export { createClusterPlacement, type ClusterPlacement, type ClusterPlacementOptions } from "./controller.js";
+export { clusterView, moveShard, setDraining, unpinShard, type ClusterView, type MoveResult } from "./ops.js";
+export { desiredOwner } from "./rendezvous.js";
+export { serveClusterApi } from "./api.js";
+
+export interface ClusterNodeOptions extends Omit<NodeOptions, "placement" | "nc"> {
+  /** A node whose heartbeat is older than this loses its shards. @default 6000 */
+  heartbeatTtlMs?: number;
+}
+
+export interface ClusterNode extends FlowmetalNode {
+  readonly placement: ClusterPlacement;
+}
+
+/**
+ * Starts a node that joins the cluster on `servers`: it heartbeats, claims the shards rendezvous hashing
+ * gives it, hands shards over when they are moved or it drains, and takes over shards of dead nodes.
+ */
+export async function createClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
+  const log = options.log ?? silentLogger;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: `flowmetal-node-${options.name ?? process.pid}`, maxReconnectAttempts: -1 });
+  } catch (err) {
+    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const subjects = createSubjects(options.prefix);
+    const placement = await createClusterPlacement({
+      nc,
+      log,
+      ...(options.prefix ? { prefix: options.prefix } : {}),
+      ...(options.replicas ? { replicas: options.replicas } : {}),
+      ...(options.shards ? { shards: options.shards } : {}),
+      ...(options.heartbeatTtlMs ? { heartbeatTtlMs: options.heartbeatTtlMs } : {}),
+    });
+    const node = await createNode({ ...options, nc, placement });
+    const stopApi = serveClusterApi({ nc, jsm: await jetstreamManager(nc), subjects, buckets: placement.buckets, log });
+    let done: Promise<void> | undefined;
+    const drain = () =>
+      (done ??= (async () => {
+        await stopApi();
+        await node.drain();
+        await nc.drain().catch(() => undefined);
+      })());
+    return {
+      ...node,
+      name: node.name,
+      programs: node.programs,
+      functions: node.functions,
+      closed: node.closed,
+      placement,
+      drain,
+      close: drain,
+      [Symbol.asyncDispose]: drain,
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClusterNode, type ClusterNode } from "../../cluster/index.js";
+import { desiredOwner } from "../../cluster/rendezvous.js";
+import { createClient, type Client } from "../../node/client/index.js";
+import { shardOf } from "../../protocol/subjects.js";
+import { counter } from "../fixtures/programs.js";
+import { startNatsServer, type NatsServer } from "../support/nats-server.js";
+import { waitFor } from "../support/wait.js";
+
+const SHARDS = 12;
+let nats: NatsServer;
+let fm: Client;
+const nodes = new Map<string, ClusterNode>();
+
+async function start(name: string) {
+  const n = await createClusterNode({ servers: nats.url, name, modules: [counter], shards: SHARDS, heartbeatTtlMs: 1500 });
+  nodes.set(name, n);
+  return n;
+}
+
+async function settled(expectNodes: string[]) {
+  await waitFor(async () => {
+    const v = await fm.cluster();
+    const live = v.nodes.map((n) => n.name).sort();
+    if (live.join() !== [...expectNodes].sort().join()) return false;
+    // Every shard has a live owner, and each node runs exactly the shards the records give it.
+    if (!v.owners.every((o) => o.node !== null && expectNodes.includes(o.node))) return false;
+    return expectNodes.every((n) => {
+      const owned = v.owners.filter((o) => o.node === n).map((o) => o.shard).sort((a, b) => a - b);
+      return JSON.stringify(nodes.get(n)!.ownedShards()) === JSON.stringify(owned);
+    });
+  }, { timeoutMs: 20_000, what: `shards settled on ${expectNodes.join(", ")}` });
+}
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  await start("node-a");
+  fm = await createClient({ servers: nats.url });
+  await start("node-b");
+  await start("node-c");
+});
+afterAll(async () => {
+  await fm?.close();
+  for (const n of nodes.values()) await n.close().catch(() => undefined);
+  await nats?.[Symbol.asyncDispose]();
+});
+
+describe("rendezvous placement", () => {
+  it("moves only the shards a new node wins", () => {
+    const before = Array.from({ length: 64 }, (_, s) => desiredOwner(s, ["a", "b", "c"]));
+    const after = Array.from({ length: 64 }, (_, s) => desiredOwner(s, ["a", "b", "c", "d"]));
+    const moved = before.filter((o, s) => o !== after[s]);
+    expect(moved.length).toBeGreaterThan(0);
+    expect(after.filter((o, s) => o !== before[s]).every((o) => o === "d")).toBe(true);
+    expect(desiredOwner(3, ["a", "b"], "b")).toBe("b");
+    expect(desiredOwner(3, ["a", "b"], "gone")).toBe(desiredOwner(3, ["a", "b"]));
+  });
+});
+
+describe("cluster", () => {
+  it("spreads the shards over the live nodes, one owner each", async () => {
+    await settled(["node-a", "node-b", "node-c"]);
+    const v = await fm.cluster();
+    expect(v.shards).toBe(SHARDS);
+    for (const n of v.nodes) expect(n.owns.length).toBeGreaterThan(0);
+  });
+
+  it("moves an actor's shard live while events stream in, each event exactly once", async () => {
+    const actor = "counter/mover";
+    await fm.ask(actor, { type: "INC" });
+    const shard = shardOf({ program: "counter", key: "mover" } as never, SHARDS);
+    const owner = (await fm.cluster()).owners[shard]!.node!;
+    const target = ["node-a", "node-b", "node-c"].find((n) => n !== owner)!;
+    let sent = 1;
+    let stop = false;
+    const pump = (async () => {
+      while (!stop) {
+        await fm.send(actor, { type: "INC" }, { msgId: `mover-${sent}` });
+        sent++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 150));
+    const moved = await fm.move(actor, target);
+    expect(moved).toMatchObject({ shard, from: owner, to: target, actor });
+    await new Promise((r) => setTimeout(r, 150));
+    const back = await fm.move(String(shard), owner);
+    expect(back.to).toBe(owner);
+    stop = true;
+    await pump;
+    await waitFor(async () => (await fm.get(actor)).step === sent, { what: `all ${sent} events applied` });
+    const v = await fm.get(actor);
+    expect(v.context).toMatchObject({ n: sent });
+    const h = await fm.history(actor, { limit: 1000 });
+    expect(h.steps.map((s) => s.step)).toEqual(Array.from({ length: sent }, (_, i) => i + 1));
+    const epochs = h.steps.map((s) => s.epoch);
+    expect(epochs).toEqual([...epochs].sort((a, b) => a - b));
+    expect(new Set(h.steps.map((s) => s.node)).size).toBeGreaterThanOrEqual(2);
+  });
+
+  it("drains a node: its shards move to the others", async () => {
+    const r = await fm.drain("node-c");
+    expect(r.draining).toBe(true);
+    await waitFor(async () => (await fm.cluster()).owners.every((o) => o.node !== "node-c"), { what: "node-c drained" });
+    expect(nodes.get("node-c")!.ownedShards()).toEqual([]);
+    await fm.drain("node-c", { undo: true });
+    await settled(["node-a", "node-b", "node-c"]);
+  });
+
+  it("hands every shard over at once when a node shuts down", async () => {
+    await nodes.get("node-c")!.close();
+    nodes.delete("node-c");
+    await settled(["node-a", "node-b"]);
+    const v = await fm.cluster();
+    expect(v.owners.filter((o) => o.reason === "release")).toEqual([]);
+  });
+
+  it("takes over the shards of a node that stops heartbeating", async () => {
+    const d = await start("node-d");
+    await settled(["node-a", "node-b", "node-d"]);
+    const owned = d.ownedShards();
+    expect(owned.length).toBeGreaterThan(0);
+    // Cut node-d off without a goodbye: its heartbeat stops, its lease runs out.
+    await (d as unknown as { placement: { close(): Promise<void> } }).placement.buckets.nodes.delete("node-d").catch(() => undefined);
+    const t0 = Date.now();
+    await d.close();
+    nodes.delete("node-d");
+    await settled(["node-a", "node-b"]);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    const r = await fm.ask("counter/after-failover", { type: "INC" });
+    expect(r.step).toBe(1);
+  });
+});
