@@ -47,8 +47,9 @@ export interface HostDeps {
   options: HostOptions;
 }
 
-export function consumerName(shard: number): string {
-  return `shard-${shard}`;
+/** One consumer per shard and ownership epoch: a paused old owner can never pull from the new owner's consumer. */
+export function consumerName(shard: number, epoch: number): string {
+  return `shard-${shard}-e${epoch}`;
 }
 
 /** Retries `fn` on retryable errors with capped backoff until it succeeds or `stopped()` says to give up. */
@@ -98,14 +99,20 @@ export class ShardRunner {
   async start(): Promise<void> {
     const { jsm, js, subjects, options } = this.deps;
     const stream = subjects.streams.inbox;
-    const name = consumerName(this.shard);
+    const name = consumerName(this.shard, this.epoch);
+    const filter = subjects.inboxShard(this.shard);
     // A fresh consumer delivers every message not yet acked, in stream order, without waiting for ack_wait.
-    await jsm.consumers.delete(stream, name).catch(() => undefined);
+    // Earlier owners' consumers go first (a work queue allows one consumer per filter).
+    for await (const ci of await jsm.consumers.list(stream)) {
+      if (ci.config.filter_subject === filter || ci.config.filter_subjects?.includes(filter)) {
+        await jsm.consumers.delete(stream, ci.name).catch(() => undefined);
+      }
+    }
     await jsm.consumers.add(stream, {
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      filter_subject: subjects.inboxShard(this.shard),
+      filter_subject: filter,
       ack_wait: options.ackWaitMs * 1_000_000,
       max_ack_pending: Math.max(options.maxInFlight * 2, 1000),
       max_deliver: -1,
@@ -113,6 +120,7 @@ export class ShardRunner {
     const consumer = await js.consumers.get(stream, name);
     this.messages = await consumer.consume({ max_messages: options.maxInFlight });
     this.loop = this.run(this.messages);
+    void this.watchStatus(this.messages);
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(options.passivateAfterMs / 2, 5000)));
     this.sweeper.unref();
   }
@@ -129,6 +137,21 @@ export class ShardRunner {
       }
     } catch (err) {
       if (!this.stopping) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
+    }
+  }
+
+  /** A newer owner deletes this runner's consumer when it takes the shard: that is a fence too. */
+  private async watchStatus(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const st of messages.status()) {
+        if (st.type === "consumer_deleted" && !this.stopping) {
+          this.deps.log.warn({ shard: this.shard, epoch: this.epoch }, "consumer deleted by a newer owner, stopping shard");
+          this.fence();
+          return;
+        }
+      }
+    } catch {
+      // status stream ends with the consumer
     }
   }
 
@@ -195,7 +218,7 @@ export class ShardRunner {
   }
 
   private fence(): void {
-    if (this.fenced) return;
+    if (this.fenced || this.stopping) return;
     this.fenced = true;
     this.messages?.stop();
     for (const e of this.actors.values()) if (!e.running) this.release(e, 0);

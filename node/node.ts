@@ -161,15 +161,23 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     if (ev.owned && !runners.has(ev.shard) && !closing) {
       const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced, placement.canAppend ? (sh, ep) => placement.canAppend!(sh, ep) : undefined);
       runners.set(ev.shard, r);
-      await r.start();
-      log.debug({ shard: ev.shard, epoch: ev.epoch }, "shard started");
+      try {
+        await r.start();
+        log.debug({ shard: ev.shard, epoch: ev.epoch }, "shard started");
+      } catch (err) {
+        // E.g. a newer owner replaced the consumer meanwhile: give the shard back to the placement to decide again.
+        log.warn({ shard: ev.shard, epoch: ev.epoch, err: String((err as Error)?.message ?? err) }, "shard did not start");
+        runners.delete(ev.shard);
+        await r.drain().catch(() => undefined);
+        placement.fenced?.(ev.shard, ev.epoch);
+      }
     }
   };
   const watching = (async () => {
     for (;;) {
       const n = await iterator.next();
       if (n.done || closing) return;
-      await apply(n.value);
+      await apply(n.value).catch((err) => log.error({ shard: n.value.shard, err: String(err) }, "shard change failed"));
     }
   })().catch((err) => log.error({ err: String(err) }, "placement watch failed"));
   // Wait until the initial shards are running (single-node placement yields them all at once).

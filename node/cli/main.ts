@@ -108,7 +108,9 @@ async function runNode(modules: string[], url: string, v: Record<string, unknown
     ...(v.shards ? { shards: int("shards", String(v.shards)) } : {}),
     ...(v.replicas ? { replicas: int("replicas", String(v.replicas)) } : {}),
     ...(process.env.FLOWMETAL_PASSIVATE_MS ? { passivateAfterMs: Number(process.env.FLOWMETAL_PASSIVATE_MS) } : {}),
-    ...(v["heartbeat-ttl"] ? { heartbeatTtlMs: int("heartbeat-ttl", String(v["heartbeat-ttl"])) } : {}),
+    ...(v["heartbeat-ttl"] ?? process.env.FLOWMETAL_HEARTBEAT_TTL_MS
+      ? { heartbeatTtlMs: int("heartbeat-ttl", String(v["heartbeat-ttl"] ?? process.env.FLOWMETAL_HEARTBEAT_TTL_MS)) }
+      : {}),
     log,
   });
   out(`flowmetal node ${node.name} ready on ${url}`);

@@ -98,7 +98,7 @@ describe("inputs that cannot become a step", () => {
 
   it("leaves no input behind: every message was acked, none is redelivered in a loop", async () => {
     await waitFor(async () => (await jsm.streams.info("FM_IN")).state.messages === 0, { what: "inbox drained" });
-    const c = await jsm.consumers.info("FM_IN", "shard-0");
+    const c = await jsm.consumers.info("FM_IN", "shard-0-e1");
     expect(c.num_redelivered).toBe(0);
   });
 });
