@@ -10,7 +10,8 @@ import { createEffectPublisher } from "./effects.js";
 import { ShardRunner, type HostOptions } from "./host.js";
 import { collect, type LoadedModules } from "./loader.js";
 import { silentLogger, type Logger } from "./logger.js";
-import { createFunctionWorker, type FunctionWorker } from "./worker.js";
+import { createFunctionWorker, type FunctionWorker } from "../protocol/worker.js";
+import { failpoint } from "./failpoints.js";
 import { ensureStreams, type StreamOptions } from "./streams.js";
 
 /** A change in which shards this node owns. */
@@ -139,7 +140,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const worker: FunctionWorker | undefined =
     options.runFunctions === false || loaded.functions.size === 0
       ? undefined
-      : await createFunctionWorker({ nc, js, jsm, subjects, log }, [...loaded.functions.values()]);
+      : await createFunctionWorker({ nc, js, jsm, subjects, log }, [...loaded.functions.values()], { beforeRun: () => failpoint("mid-call") });
 
   const onFenced = (shard: number) => {
     const r = runners.get(shard);

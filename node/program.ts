@@ -12,7 +12,12 @@ import {
   type SendExpr,
 } from "xstate";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import { resolveRetryPolicy, type RetryPolicy } from "../protocol/retry.js";
 import { parseActorAddress, parseFunctionName, parseProgramName, type ProgramName } from "../protocol/subjects.js";
+import type { CallContext, FunctionHandler, FunctionImpl } from "../protocol/worker.js";
+
+export type { CallContext, FunctionImpl } from "../protocol/worker.js";
+export type { RetryPolicy } from "../protocol/retry.js";
 
 const programMark = Symbol.for("flowmetal.program");
 const functionMark = Symbol.for("flowmetal.function");
@@ -64,18 +69,6 @@ export function isProgram(value: unknown): value is ProgramDefinition {
   return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[programMark] === true;
 }
 
-/** How a function call is retried. Durations in milliseconds. */
-export interface RetryPolicy {
-  /** Attempts in all, the first included. @default 3 */
-  readonly maxAttempts: number;
-  /** Delay before the second attempt. @default 200 */
-  readonly initialBackoffMs: number;
-  /** Each further delay is multiplied by this. @default 2 */
-  readonly multiplier: number;
-  /** Upper bound for one delay. @default 30000 */
-  readonly maxBackoffMs: number;
-}
-
 export interface FunctionOptions {
   /** Retry policy for retryable failures (anything thrown that is not a terminal error). */
   retry?: Partial<RetryPolicy>;
@@ -83,52 +76,13 @@ export interface FunctionOptions {
   timeoutMs?: number;
 }
 
-/** What a function implementation is told about the call. */
-export interface CallContext {
-  /** Aborted when the attempt times out or the calling actor leaves the invoking state. */
-  readonly signal: AbortSignal;
-  /** The call's id: stable across retries, use it as an idempotency key downstream. */
-  readonly callId: string;
-  /** 1 for the first attempt. */
-  readonly attempt: number;
-  /** The calling actor, `<program>/<key>`. */
-  readonly actor: string;
-}
-
-export type FunctionImpl<TInput, TOutput> = (input: TInput, ctx: CallContext) => Promise<TOutput> | TOutput;
-
-/** Metadata Flowmetal keeps on a function's actor logic. */
-export interface FunctionMeta {
-  readonly name: string;
-  readonly retry: RetryPolicy;
-  readonly timeoutMs: number;
+/** Metadata Flowmetal keeps on a function's actor logic: what a worker needs to run it. */
+export interface FunctionMeta extends FunctionHandler {
   /** Absent for functions implemented elsewhere (another process or language). */
   readonly impl: FunctionImpl<unknown, unknown> | undefined;
 }
 
 export type FunctionLogic<TInput, TOutput> = PromiseActorLogic<TOutput, TInput> & { readonly [functionMark]: FunctionMeta };
-
-/** Fills and checks a retry policy. */
-export function resolveRetryPolicy(p: Partial<RetryPolicy> = {}): RetryPolicy {
-  const r: RetryPolicy = {
-    maxAttempts: p.maxAttempts ?? 3,
-    initialBackoffMs: p.initialBackoffMs ?? 200,
-    multiplier: p.multiplier ?? 2,
-    maxBackoffMs: p.maxBackoffMs ?? 30_000,
-  };
-  const bad = (field: string) => new FlowmetalError(ErrorCode.InvalidModule, `retry.${field} must be a positive number`);
-  if (!Number.isInteger(r.maxAttempts) || r.maxAttempts < 1) throw bad("maxAttempts (integer)");
-  if (!(r.initialBackoffMs >= 0)) throw bad("initialBackoffMs");
-  if (!(r.multiplier >= 1)) throw bad("multiplier (at least 1)");
-  if (!(r.maxBackoffMs >= r.initialBackoffMs)) throw bad("maxBackoffMs (at least initialBackoffMs)");
-  return Object.freeze(r);
-}
-
-/** Delay before attempt `attempt + 1` (attempt counts from 1), with ±20% jitter. */
-export function backoffMs(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * policy.multiplier ** Math.max(0, attempt - 1));
-  return Math.round(base * (0.8 + 0.4 * random()));
-}
 
 function makeFunction<TInput, TOutput>(
   name: string,

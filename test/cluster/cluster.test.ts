@@ -115,19 +115,12 @@ describe("cluster", () => {
     expect(v.owners.filter((o) => o.reason === "release")).toEqual([]);
   });
 
-  it("takes over the shards of a node that stops heartbeating", async () => {
+  it("rebalances shards to a node that joins, without losing an actor", async () => {
+    await fm.ask("counter/join", { type: "INC" });
     const d = await start("node-d");
     await settled(["node-a", "node-b", "node-d"]);
-    const owned = d.ownedShards();
-    expect(owned.length).toBeGreaterThan(0);
-    // Cut node-d off without a goodbye: its heartbeat stops, its lease runs out.
-    await (d as unknown as { placement: { close(): Promise<void> } }).placement.buckets.nodes.delete("node-d").catch(() => undefined);
-    const t0 = Date.now();
-    await d.close();
-    nodes.delete("node-d");
-    await settled(["node-a", "node-b"]);
-    expect(Date.now() - t0).toBeLessThan(15_000);
-    const r = await fm.ask("counter/after-failover", { type: "INC" });
-    expect(r.step).toBe(1);
+    expect(d.ownedShards().length).toBeGreaterThan(0);
+    const r = await fm.ask("counter/join", { type: "INC" });
+    expect(r).toMatchObject({ step: 2, context: { n: 2 } });
   });
 });

@@ -1,17 +1,40 @@
-// node/worker.ts — function workers: consume calls from fm.fx.call.<fn>, run them with timeout and retries, reply to the caller's inbox.
+// protocol/worker.ts — the function-worker side of the call protocol (PROTOCOL.md §5): consume calls, run them with timeout and retries, reply to the caller's inbox.
 import { AckPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { decodePayload, encodePayload } from "../protocol/codec.js";
-import { ErrorCode, FlowmetalError, type WireError } from "../protocol/errors.js";
-import type { CallMessage, CallResult } from "../protocol/records.js";
-import { ContentType, Header, InboxKind, type Subjects } from "../protocol/subjects.js";
-import { failpoint } from "./failpoints.js";
+import { decodePayload, encodePayload } from "./codec.js";
+import { ErrorCode, FlowmetalError, type WireError } from "./errors.js";
 import type { Logger } from "./logger.js";
-import { backoffMs, type FunctionMeta } from "./program.js";
+import type { CallMessage, CallResult } from "./records.js";
+import { backoffMs, type RetryPolicy } from "./retry.js";
+import { ContentType, Header, InboxKind, type Subjects } from "./subjects.js";
+
+/** What a function implementation is told about the call. */
+export interface CallContext {
+  /** Aborted when the attempt times out or the calling actor leaves the invoking state. */
+  readonly signal: AbortSignal;
+  /** The call's id: stable across retries, use it as an idempotency key downstream. */
+  readonly callId: string;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /** The calling actor, `<program>/<key>`. */
+  readonly actor: string;
+}
+
+export type FunctionImpl<TInput, TOutput> = (input: TInput, ctx: CallContext) => Promise<TOutput> | TOutput;
+
+/** A function a worker serves. The call message carries the caller's retry policy and timeout; these are the fallbacks. */
+export interface FunctionHandler {
+  readonly name: string;
+  readonly retry: RetryPolicy;
+  readonly timeoutMs: number;
+  readonly impl: FunctionImpl<unknown, unknown> | undefined;
+}
 
 export interface WorkerOptions {
   /** Calls run at once per function. @default 64 */
   concurrency?: number;
+  /** Called right before each attempt runs (the crash tests inject a kill here). */
+  beforeRun?: () => void;
 }
 
 export interface FunctionWorker extends AsyncDisposable {
@@ -48,7 +71,7 @@ function errorOf(err: unknown, fallbackRetryable: boolean): WireError {
  */
 export async function createFunctionWorker(
   deps: { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; subjects: Subjects; log: Logger },
-  functions: readonly FunctionMeta[],
+  functions: readonly FunctionHandler[],
   options: WorkerOptions = {},
 ): Promise<FunctionWorker> {
   const { nc, js, jsm, subjects, log } = deps;
@@ -72,7 +95,7 @@ export async function createFunctionWorker(
     await js.publish(call.replyTo, encodePayload(result, "json"), { msgID: `${call.callId}.result`, headers: h });
   }
 
-  async function run(meta: FunctionMeta, m: JsMsg): Promise<void> {
+  async function run(meta: FunctionHandler, m: JsMsg): Promise<void> {
     let call: CallMessage;
     try {
       call = parseCall(m);
@@ -98,7 +121,7 @@ export async function createFunctionWorker(
     try {
       const impl = meta.impl;
       if (!impl) throw new FlowmetalError(ErrorCode.UnknownFunction, `function '${meta.name}' has no implementation here`, { retryable: false });
-      failpoint("mid-call");
+      options.beforeRun?.();
       const aborted = new Promise<never>((_, reject) => {
         if (ac.signal.aborted) reject(ac.signal.reason);
         ac.signal.addEventListener("abort", () => reject(ac.signal.reason), { once: true });
@@ -190,5 +213,71 @@ export async function createFunctionWorker(
     close: () => stop(true),
     closed,
     [Symbol.asyncDispose]: () => stop(false),
+  };
+}
+
+export interface WorkerInit {
+  /** NATS server URL(s). @default "nats://127.0.0.1:4222" */
+  servers?: string | string[];
+  /** Subject prefix. @default "fm" */
+  prefix?: string;
+  /** The functions to serve: `{ "payments.charge": async (input, ctx) => … }`, or handlers with their own policies. */
+  functions: Record<string, FunctionImpl<never, unknown>> | readonly (Partial<FunctionHandler> & { name: string; impl: FunctionImpl<never, unknown> })[];
+  concurrency?: number;
+  log?: Logger;
+}
+
+/** A standalone worker process's handle: its connection and its function consumers. */
+export interface Worker extends FunctionWorker {
+  readonly functions: readonly string[];
+}
+
+/**
+ * Connects to NATS and serves functions that Flowmetal programs invoke (`functionRef(name)` in the program).
+ * Any number of workers may serve the same function; each call goes to one of them.
+ * @example
+ * await using w = await createWorker({ servers: "nats://127.0.0.1:4222", functions: { "pdf.render": async (input) => render(input) } });
+ */
+export async function createWorker(init: WorkerInit): Promise<Worker> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstream, jetstreamManager } = await import("@nats-io/jetstream");
+  const { createSubjects, parseFunctionName } = await import("./subjects.js");
+  const { resolveRetryPolicy } = await import("./retry.js");
+  const { silentLogger } = await import("./logger.js");
+  const list = Array.isArray(init.functions)
+    ? init.functions
+    : Object.entries(init.functions as Record<string, FunctionImpl<never, unknown>>).map(([name, impl]) => ({ name, impl }));
+  const handlers: FunctionHandler[] = list.map((f) => ({
+    name: parseFunctionName(f.name),
+    impl: f.impl as FunctionImpl<unknown, unknown>,
+    retry: resolveRetryPolicy(f.retry),
+    timeoutMs: f.timeoutMs ?? 30_000,
+  }));
+  if (handlers.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "a worker needs at least one function");
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: init.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-worker", maxReconnectAttempts: -1 });
+  } catch (err) {
+    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS: ${(err as Error).message}`, { cause: err });
+  }
+  const subjects = createSubjects(init.prefix);
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(subjects.streams.calls);
+  } catch (err) {
+    await nc.close();
+    throw new FlowmetalError(ErrorCode.Unavailable, `stream ${subjects.streams.calls} does not exist yet: start a Flowmetal node first`, { cause: err });
+  }
+  const w = await createFunctionWorker({ nc, js: jetstream(nc), jsm, subjects, log: init.log ?? silentLogger }, handlers, init.concurrency ? { concurrency: init.concurrency } : {});
+  const stop = async (how: "drain" | "close") => {
+    await w[how]();
+    await nc.drain().catch(() => undefined);
+  };
+  return {
+    functions: handlers.map((h) => h.name),
+    drain: () => stop("drain"),
+    close: () => stop("close"),
+    closed: w.closed,
+    [Symbol.asyncDispose]: () => stop("drain"),
   };
 }
