@@ -59,7 +59,11 @@ function parseCall(m: JsMsg): CallMessage {
 }
 
 function errorOf(err: unknown, fallbackRetryable: boolean): WireError {
-  if (FlowmetalError.is(err)) return { code: err.code, message: err.message, retryable: err.retryable };
+  if (FlowmetalError.is(err)) {
+    const w: WireError = { code: err.code, message: err.message, retryable: err.retryable };
+    if (err.details) w.details = err.details;
+    return w;
+  }
   const message = err instanceof Error ? err.message : String(err);
   return { code: ErrorCode.FunctionFailed, message, retryable: fallbackRetryable };
 }
@@ -137,7 +141,9 @@ export async function createFunctionWorker(
         await reply(call, { callId: call.callId, error: { ...e, message, retryable: false } });
         m.ack();
       } else {
-        const delay = backoffMs({ ...meta.retry, ...call.retry }, attempt);
+        // A failure may say when to come back (an HTTP 429/503's Retry-After): never sooner than that.
+        const after = (err as { details?: { retryAfterMs?: unknown } } | null)?.details?.retryAfterMs;
+        const delay = Math.max(backoffMs({ ...meta.retry, ...call.retry }, attempt), typeof after === "number" && after > 0 ? after : 0);
         log.info({ fn: meta.name, callId: call.callId, attempt, retryInMs: delay, err: e.message }, "call failed, will retry");
         m.nak(delay);
       }

@@ -22,10 +22,12 @@ import { createNode, type FlowmetalNode } from "../../node/node.js";
 import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
 import { natsServerBin, startNatsServer } from "../support/nats-server.js";
 import { benchCounter } from "./program.js";
-import { fmt, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
+import { benchSkeleton } from "./skeleton.js";
+import { cpuMeter, fmt, type CpuShare, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
 
 const quick = process.argv.includes("--quick");
 const memoryChild = process.argv.includes("--memory-child");
+const loadChild = process.argv.includes("--load-child");
 
 function num(name: string, full: number, small: number): number {
   const v = process.env[`BENCH_${name}`];
@@ -81,7 +83,7 @@ async function waitForLog(jsm: JetStreamManager, target: number, what: string, t
 // 1. Raw JetStream
 // ---------------------------------------------------------------------------------------------------------
 
-async function benchRaw(js: JetStreamClient, jsm: JetStreamManager) {
+async function benchRaw(js: JetStreamClient, jsm: JetStreamManager, url: string) {
   await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 });
   const subject = (i: number) => `bench.raw.k${i % 1000}`;
   // Warm-up: connections, JIT, the stream's first blocks.
@@ -92,13 +94,36 @@ async function benchRaw(js: JetStreamClient, jsm: JetStreamManager) {
   const syncPerSec = config.rawSync / ((performance.now() - t) / 1000);
 
   const runs: number[] = [];
+  const cpu = cpuMeter();
   for (let r = 0; r < 3; r++) {
     t = performance.now();
     await pipelined(config.rawPipelined, config.window, (i) => js.publish(subject(i), INC));
     runs.push(config.rawPipelined / ((performance.now() - t) / 1000));
   }
+  const pipelinedCpu = cpu();
+
+  // For reference: the same with nats.js default options (async stack traces on), as createNode connects today.
+  const ncDefault = await connect({ servers: url, name: "bench-defaults" });
+  const jsDefault = jetstream(ncDefault);
+  await pipelined(2_000, config.window, (i) => jsDefault.publish(subject(i), INC));
+  t = performance.now();
+  await pipelined(config.rawPipelined, config.window, (i) => jsDefault.publish(subject(i), INC));
+  const defaultsPerSec = config.rawPipelined / ((performance.now() - t) / 1000);
+  await ncDefault.close();
+
   await jsm.streams.delete("BENCH_RAW");
-  return { payloadBytes: INC.length, syncCount: config.rawSync, syncPerSec: round(syncPerSec), pipelinedCount: config.rawPipelined, window: config.window, pipelinedRunsPerSec: runs.map((x) => round(x)), pipelinedPerSec: round(median(runs)) };
+  return {
+    payloadBytes: INC.length,
+    client: "nats.js, noAsyncTraces: true",
+    syncCount: config.rawSync,
+    syncPerSec: round(syncPerSec),
+    pipelinedCount: config.rawPipelined,
+    window: config.window,
+    pipelinedRunsPerSec: runs.map((x) => round(x)),
+    pipelinedPerSec: round(median(runs)),
+    pipelinedCpu,
+    pipelinedDefaultOptionsPerSec: round(defaultsPerSec),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -124,29 +149,114 @@ async function benchSingle(client: Client) {
 // 3. Many actors in parallel
 // ---------------------------------------------------------------------------------------------------------
 
-async function benchParallel(js: JetStreamClient, jsm: JetStreamManager, client: Client) {
+/**
+ * `actors` × `perActor` events published pipelined to fresh actors `<prefix><i>` while the node runs; timed
+ * from the first publish until the journal holds every step. The load comes from a separate process
+ * (`separate`, as real senders would) or from this one, which the node then shares its CPU with.
+ */
+async function benchParallel(url: string, jsm: JetStreamManager, js: JetStreamClient, client: Client, prefix: string, separate: boolean) {
   const { actors, perActor } = config;
   const total = actors * perActor;
   const base = await logCount(jsm);
-  const t0 = performance.now();
-  // Round-robin over the actors, like independent senders would.
-  await pipelined(total, config.window, (i) => js.publish(inbox(`p${i % actors}`), INC));
-  const tPublished = performance.now();
+  let publishMs: number;
+  let cpu: () => CpuShare;
+  let t0: number;
+  if (separate) {
+    const load = await startLoadChild(url, prefix, total);
+    cpu = cpuMeter();
+    t0 = performance.now();
+    publishMs = await load.go();
+  } else {
+    cpu = cpuMeter();
+    t0 = performance.now();
+    // Round-robin over the actors, like independent senders would.
+    await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % actors}`), INC));
+    publishMs = performance.now() - t0;
+  }
   const tDone = await waitForLog(jsm, base + total, `${total} steps`, 300_000);
+  const share = cpu();
   const seconds = (tDone - t0) / 1000;
-  const check = await client.get("counter/p0");
-  const n = (check.context as { n?: number } | null)?.n;
-  if (n !== perActor) throw new Error(`bench: counter/p0 counted ${String(n)}, expected ${perActor}`);
+  await checkCount(client, `counter/${prefix}0`, perActor);
   const log = (await jsm.streams.info(subjects.streams.journal)).state;
   return {
+    loadGenerator: separate ? "separate process" : "same process as the node",
     actors,
     eventsPerActor: perActor,
     steps: total,
-    publishSeconds: round((tPublished - t0) / 1000, 2),
+    publishSeconds: round(publishMs / 1000, 2),
     seconds: round(seconds, 2),
     stepsPerSec: round(total / seconds),
+    cpu: share,
     avgRecordBytes: round(log.bytes / Math.max(1, log.messages)),
   };
+}
+
+/** A child process that publishes the parallel run's events when told to go; `go()` resolves with its publish time. */
+async function startLoadChild(url: string, prefix: string, total: number): Promise<{ go(): Promise<number> }> {
+  const child = fork(fileURLToPath(import.meta.url), ["--load-child"], {
+    env: { ...process.env, BENCH_NATS_URL: url, BENCH_LOAD_PREFIX: prefix, BENCH_LOAD_TOTAL: String(total), BENCH_ACTORS: String(config.actors), BENCH_WINDOW: String(config.window) },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const next = () =>
+    new Promise<{ ready?: true; publishMs?: number }>((resolvePromise, reject) => {
+      child.once("message", (m) => resolvePromise(m as { ready?: true; publishMs?: number }));
+      void exited.then((code) => reject(new Error(`bench: load generator exited with code ${String(code)}`)));
+    });
+  await next();
+  return {
+    async go() {
+      const done = next();
+      child.send("go");
+      const m = await done;
+      await exited;
+      return m.publishMs ?? Number.NaN;
+    },
+  };
+}
+
+async function runLoadChild(): Promise<void> {
+  const url = process.env.BENCH_NATS_URL;
+  const prefix = process.env.BENCH_LOAD_PREFIX ?? "p";
+  const total = Number(process.env.BENCH_LOAD_TOTAL);
+  if (!url || !Number.isInteger(total)) throw new Error("bench: --load-child needs BENCH_NATS_URL and BENCH_LOAD_TOTAL");
+  const nc = await connect({ servers: url, name: "bench-load", noAsyncTraces: true });
+  const js = jetstream(nc);
+  const go = new Promise<void>((r) => process.once("message", () => r()));
+  process.send?.({ ready: true });
+  await go;
+  const t0 = performance.now();
+  await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % config.actors}`), INC));
+  process.send?.({ publishMs: performance.now() - t0 });
+  await nc.close();
+  process.disconnect?.();
+}
+
+/**
+ * The same load with the events already in the inbox: the node is stopped, the events are published, and a
+ * new node is timed from its start until the last step is persisted. Separates the node's own rate from the
+ * cost of generating the load in the same process.
+ */
+async function benchBacklog(url: string, js: JetStreamClient, jsm: JetStreamManager, client: Client, oldNode: FlowmetalNode) {
+  const { actors, perActor } = config;
+  const total = actors * perActor;
+  await oldNode.drain();
+  await pipelined(total, config.window, (i) => js.publish(inbox(`q${i % actors}`), INC));
+  const base = await logCount(jsm);
+  const cpu = cpuMeter();
+  const t0 = performance.now();
+  const node = await createNode({ servers: url, modules: [benchCounter], name: "bench-backlog" });
+  const tDone = await waitForLog(jsm, base + total, `${total} backlog steps`, 300_000);
+  const share = cpu();
+  const seconds = (tDone - t0) / 1000;
+  await checkCount(client, "counter/q0", perActor);
+  return { node, result: { actors, eventsPerActor: perActor, steps: total, seconds: round(seconds, 2), stepsPerSec: round(total / seconds), cpu: share } };
+}
+
+async function checkCount(client: Client, actor: string, expected: number): Promise<void> {
+  const view = await client.get(actor);
+  const n = (view.context as { n?: number } | null)?.n;
+  if (n !== expected) throw new Error(`bench: ${actor} counted ${String(n)}, expected ${expected}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -340,19 +450,31 @@ async function main(): Promise<void> {
   let client: Client | undefined;
   let node: FlowmetalNode | undefined;
   try {
-    nc = await connect({ servers: server.url, name: "bench" });
+    // The load generator uses the cheapest client settings: nats.js otherwise builds two Error objects
+    // (stack traces) per request, which costs more CPU than the publish itself.
+    nc = await connect({ servers: server.url, name: "bench", noAsyncTraces: true });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
 
     console.log("1/5 raw JetStream publishes…");
-    const raw = await benchRaw(js, jsm);
+    const raw = await benchRaw(js, jsm, server.url);
+    const skeleton = await benchSkeleton(server.url, js, jsm, { keys: config.actors, perKey: config.perActor, partitions: 16, recordBytes: 440, window: config.window, maxInFlight: 512 });
 
     node = await createNode({ servers: server.url, modules: [benchCounter], name: "bench" });
     client = await createClient({ servers: server.url });
     console.log("2/5 one actor, sequential asks…");
     const single = await benchSingle(client);
-    console.log("3/5 many actors in parallel…");
-    const parallel = await benchParallel(js, jsm, client);
+    console.log("3/5 many actors in parallel (live load, then a backlog)…");
+    // Warm the node's code paths for many actors, then three measured runs with the load from another process.
+    await pipelined(2_000, config.window, (i) => js.publish(inbox(`w${i % 200}`), INC));
+    await until(async () => (await jsm.streams.info(subjects.streams.inbox)).state.messages === 0, "warm-up steps", 60_000);
+    const parallelRuns = [];
+    for (const prefix of ["pa", "pb", "pc"]) parallelRuns.push(await benchParallel(server.url, jsm, js, client, prefix, true));
+    const parallel = [...parallelRuns].sort((a, b) => a.stepsPerSec - b.stepsPerSec)[1]!;
+    const parallelSame = await benchParallel(server.url, jsm, js, client, "s", false);
+    const backlogged = await benchBacklog(server.url, js, jsm, client, node);
+    node = backlogged.node;
+    const backlog = backlogged.result;
     console.log("4/5 resume vs history length…");
     const resumed = await benchResume(server.url, js, jsm, client, node);
     node = resumed.node;
@@ -363,20 +485,31 @@ async function main(): Promise<void> {
     const mem = await benchMemory(server.url);
 
     const ratioParallel = parallel.stepsPerSec / raw.pipelinedPerSec;
+    const ratioSame = parallelSame.stepsPerSec / raw.pipelinedPerSec;
+    const ratioBacklog = backlog.stepsPerSec / raw.pipelinedPerSec;
+    const ratioSkeleton = skeleton.stepsPerSec / raw.pipelinedPerSec;
     const ratioSingle = single.stepsPerSec / raw.syncPerSec;
-    table("Raw JetStream (file storage, R1, " + raw.payloadBytes + "-byte payload)", [
-      ["", "count", "msgs/s"],
-      ["sync publish (await each)", fmt(raw.syncCount), fmt(raw.syncPerSec)],
-      [`pipelined (${raw.window} in flight), median of 3`, fmt(raw.pipelinedCount), fmt(raw.pipelinedPerSec)],
-      ["  runs", "", raw.pipelinedRunsPerSec.map((x) => fmt(x)).join(" / ")],
+    const pct = (x: number) => `${fmt(x * 100, 1)}%`;
+    const cpuText = (c: CpuShare) => `${fmt(c.processPct)}% / ${c.serverPct === null ? "n/a" : `${fmt(c.serverPct)}%`}`;
+    table(`Raw JetStream (file storage, R1, ${raw.payloadBytes}-byte payload, ${raw.client})`, [
+      ["", "count", "msgs/s", "CPU bench / server"],
+      ["sync publish (await each)", fmt(raw.syncCount), fmt(raw.syncPerSec), ""],
+      [`pipelined (${raw.window} in flight), median of 3`, fmt(raw.pipelinedCount), fmt(raw.pipelinedPerSec), cpuText(raw.pipelinedCpu)],
+      ["  runs", "", raw.pipelinedRunsPerSec.map((x) => fmt(x)).join(" / "), ""],
+      ["  same with nats.js default options (reference)", fmt(raw.pipelinedCount), fmt(raw.pipelinedDefaultOptionsPerSec), ""],
     ]);
     table("Flowmetal: one actor, sequential ask", [
       ["asks", "p50 ms", "p99 ms", "max ms", "steps/s", "÷ raw sync"],
-      [fmt(single.asks), fmt(single.p50Ms, 2), fmt(single.p99Ms, 2), fmt(single.maxMs, 2), fmt(single.stepsPerSec), `${fmt(ratioSingle * 100, 1)}%`],
+      [fmt(single.asks), fmt(single.p50Ms, 2), fmt(single.p99Ms, 2), fmt(single.maxMs, 2), fmt(single.stepsPerSec), pct(ratioSingle)],
     ]);
-    table(`Flowmetal: ${fmt(parallel.actors)} actors in parallel (${parallel.eventsPerActor} events each, publishes pipelined ${config.window} in flight)`, [
-      ["steps", "publish s", "total s", "steps/s", "÷ raw pipelined", "record bytes"],
-      [fmt(parallel.steps), fmt(parallel.publishSeconds, 2), fmt(parallel.seconds, 2), fmt(parallel.stepsPerSec), `${fmt(ratioParallel * 100, 1)}%  (target ≥ 40%, ceiling 50%)`, fmt(parallel.avgRecordBytes)],
+    table(`Flowmetal: ${fmt(parallel.actors)} actors in parallel, ${parallel.eventsPerActor} events each (${fmt(parallel.steps)} steps, publishes pipelined ${config.window} in flight)`, [
+      ["", "publish s", "total s", "steps/s", "÷ raw pipelined", "CPU node / server"],
+      ["live, load from another process (median of 3)", fmt(parallel.publishSeconds, 2), fmt(parallel.seconds, 2), fmt(parallel.stepsPerSec), `${pct(ratioParallel)} (target ≥ 40%, ceiling 50%)`, cpuText(parallel.cpu)],
+      ["  runs", "", "", parallelRuns.map((r) => fmt(r.stepsPerSec)).join(" / "), "", ""],
+      ["live, load from the node's process", fmt(parallelSame.publishSeconds, 2), fmt(parallelSame.seconds, 2), fmt(parallelSame.stepsPerSec), pct(ratioSame), cpuText(parallelSame.cpu)],
+      ["backlog: events queued first, from node start", "", fmt(backlog.seconds, 2), fmt(backlog.stepsPerSec), pct(ratioBacklog), cpuText(backlog.cpu)],
+      ["reference: a step's JetStream I/O alone, backlog", "", fmt(skeleton.seconds, 2), fmt(skeleton.stepsPerSec), pct(ratioSkeleton), cpuText(skeleton.cpu)],
+      [`journal record size: ${fmt(parallel.avgRecordBytes)} bytes on average`, "", "", "", "", ""],
     ]);
     table(`Flowmetal: resume vs history length (${resume.reps} passivation cycles, medians)`, [
       ["", `${fmt(resume.shortSteps)} steps`, `${fmt(resume.longSteps)} steps`],
@@ -397,8 +530,19 @@ async function main(): Promise<void> {
       ["creation", `${fmt(mem.createSeconds, 2)} s`, `${fmt(mem.createStepsPerSec)} steps/s`, ""],
       ["heap per resident actor / per passivated actor", mem.residentBytesPerActor === null ? "n/a" : `${fmt(mem.residentBytesPerActor)} B`, `${fmt(mem.bytesPerPassivatedActor, 1)} B`, ""],
     ]);
-    const ratios = { parallelStepsPerRawPipelined: round(ratioParallel, 3), singleStepsPerRawSync: round(ratioSingle, 3), target: 0.4, ceiling: 0.5 };
-    console.log(`\nRatio steps/s ÷ raw pipelined publishes/s: ${fmt(ratioParallel * 100, 1)}% (target ≥ 40%)   one actor ÷ raw sync: ${fmt(ratioSingle * 100, 1)}%`);
+    const ratios = {
+      parallelStepsPerRawPipelined: round(ratioParallel, 3),
+      parallelSameProcessStepsPerRawPipelined: round(ratioSame, 3),
+      backlogStepsPerRawPipelined: round(ratioBacklog, 3),
+      stepIoSkeletonPerRawPipelined: round(ratioSkeleton, 3),
+      backlogPerStepIoSkeleton: round(backlog.stepsPerSec / skeleton.stepsPerSec, 3),
+      singleStepsPerRawSync: round(ratioSingle, 3),
+      target: 0.4,
+      ceiling: 0.5,
+    };
+    console.log(
+      `\nsteps/s ÷ raw pipelined publishes/s: live ${pct(ratioParallel)} (load in the node's process ${pct(ratioSame)}, backlog ${pct(ratioBacklog)}) (target ≥ 40%, ceiling 50%); one actor ÷ raw sync: ${pct(ratioSingle)}`,
+    );
 
     const results = {
       date: new Date().toISOString(),
@@ -408,6 +552,10 @@ async function main(): Promise<void> {
       raw,
       single,
       parallel,
+      parallelRunsStepsPerSec: parallelRuns.map((r) => r.stepsPerSec),
+      parallelSameProcess: parallelSame,
+      stepIoSkeleton: skeleton,
+      backlog,
       resume,
       memory: mem,
       ratios,
@@ -424,8 +572,8 @@ async function main(): Promise<void> {
   }
 }
 
-if (memoryChild) {
-  runMemoryChild().catch((err: unknown) => {
+if (memoryChild || loadChild) {
+  (memoryChild ? runMemoryChild() : runLoadChild()).catch((err: unknown) => {
     console.error(err);
     process.exitCode = 1;
   });

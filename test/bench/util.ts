@@ -1,4 +1,6 @@
 // test/bench/util.ts — small helpers for the benchmark script: pipelining, percentiles, memory, tables.
+import { readFileSync, readdirSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 
 /** Runs `fn(0..count-1)` with at most `window` calls in flight (a sliding window, not lock-step batches). */
 export async function pipelined(count: number, window: number, fn: (i: number) => Promise<unknown>): Promise<void> {
@@ -71,4 +73,50 @@ export function table(title: string, rows: readonly (readonly string[])[]): void
   for (const r of rows) {
     console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("   "));
   }
+}
+
+/** CPU seconds used so far by the nats-server started by this process (Linux /proc; undefined elsewhere). */
+function serverCpuSeconds(): number | undefined {
+  try {
+    for (const d of readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      } catch {
+        continue;
+      }
+      const close = stat.lastIndexOf(")");
+      const comm = stat.slice(stat.indexOf("(") + 1, close);
+      const f = stat.slice(close + 2).split(" "); // f[0] is field 3 (state)
+      if (comm !== "nats-server" || Number(f[1]) !== process.pid) continue;
+      return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in USER_HZ (100 on Linux)
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+export interface CpuShare {
+  /** CPU time of this process (node + benchmark driver) per wall second, in % of one core. */
+  processPct: number;
+  /** CPU time of nats-server per wall second, in % of one core; null when it cannot be read. */
+  serverPct: number | null;
+}
+
+/** Starts measuring CPU use of this process and of its nats-server; call the result to stop. */
+export function cpuMeter(): () => CpuShare {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const s0 = serverCpuSeconds();
+  return () => {
+    const wall = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    const s1 = serverCpuSeconds();
+    return {
+      processPct: round(((c.user + c.system) / 1e6 / wall) * 100),
+      serverPct: s0 === undefined || s1 === undefined ? null : round(((s1 - s0) / wall) * 100),
+    };
+  };
 }

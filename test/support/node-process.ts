@@ -1,5 +1,6 @@
 // test/support/node-process.ts — a real `flowmetal node` child process (built CLI), to be killed with SIGKILL.
 import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -12,6 +13,13 @@ export interface NodeProcessOptions {
   failpoints?: string;
   /** Extra environment (e.g. FLOWMETAL_SINK). */
   env?: Record<string, string>;
+  /**
+   * `--heartbeat-ttl`: a node killed with SIGKILL keeps its shards until its heartbeat expires, so this is
+   * how long a restarted node waits before it takes them over. Every node of a cluster must agree.
+   */
+  heartbeatTtlMs?: number;
+  /** Append the node's stderr (its warn/error log) to this file as well. */
+  logFile?: string;
   /** How long to wait for the "ready" line. @default 20000 */
   readyTimeoutMs?: number;
 }
@@ -42,7 +50,7 @@ function exitOf(p: ChildProcess): Promise<NodeExit> {
 }
 
 /**
- * Spawns `node dist/node/cli/main.js node --nats <url> --name <name> <modules…>` and resolves once it
+ * Spawns `node dist/node/cli/main.js node --nats <url> --name <name> <modules…>` (a cluster node) and resolves once it
  * prints its ready line. Rejects (and kills the child) if it exits or stays silent first. Needs
  * `npm run build` to have run: program modules import "flowmetal", which resolves to dist.
  */
@@ -50,14 +58,18 @@ export async function spawnNode(natsUrl: string, modules: readonly string[], opt
   const env: NodeJS.ProcessEnv = { ...process.env, FLOWMETAL_LOG_LEVEL: "warn", ...options.env };
   delete env.FLOWMETAL_FAILPOINTS;
   if (options.failpoints) env.FLOWMETAL_FAILPOINTS = options.failpoints;
-  const child = spawn(process.execPath, [cli, "node", "--nats", natsUrl, "--name", options.name, ...modules], {
+  const ttl = options.heartbeatTtlMs !== undefined ? ["--heartbeat-ttl", String(options.heartbeatTtlMs)] : [];
+  const child = spawn(process.execPath, [cli, "node", "--nats", natsUrl, "--name", options.name, ...ttl, ...modules], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";
   let out = "";
-  child.stderr?.on("data", (d: Buffer) => { err = (err + d.toString()).slice(-8000); });
+  child.stderr?.on("data", (d: Buffer) => {
+    err = (err + d.toString()).slice(-8000);
+    if (options.logFile) appendFileSync(options.logFile, d);
+  });
   const exited = exitOf(child);
   let alive = true;
   void exited.then(() => { alive = false; });
