@@ -1,8 +1,8 @@
 // node/failpoints.ts — crash injection for the crash-matrix tests: SIGKILL this process at a named point of a step.
 // Off unless configured; the CLI reads FLOWMETAL_FAILPOINTS ("after-append=0.05,before-ack=0.02").
 
-/** The points of a step where a crash can be injected. */
-export const failpointNames = ["before-append", "after-append", "before-ack", "mid-call"] as const;
+/** The points where a crash can be injected: in a step, in a function call, and in the callback connector between persist and reply. */
+export const failpointNames = ["before-append", "after-append", "before-ack", "mid-call", "after-persist"] as const;
 export type FailpointName = (typeof failpointNames)[number];
 
 let active: Map<string, number> | undefined;

@@ -17,3 +17,4 @@ export {
   type StepMeta,
 } from "./program.js";
 export { FlowmetalError, ErrorCode } from "../protocol/errors.js";
+export { httpCallback, httpRequest, type HttpCallbackInput, type HttpCallbackOutput, type HttpRequestInput, type HttpResponse } from "./connector-refs.js";

@@ -51,6 +51,12 @@ export const ErrorCode = {
   InvalidModule: "FM_ERR_INVALID_MODULE",
   /** A program uses an XState feature Flowmetal cannot make durable. */
   Unsupported: "FM_ERR_UNSUPPORTED",
+  /** Missing or wrong credentials: a bearer token, a callback token, a provider signature. */
+  Unauthorized: "FM_ERR_UNAUTHORIZED",
+  /** A callback token past its expiry, or a signed request whose timestamp is outside the tolerance. */
+  Expired: "FM_ERR_EXPIRED",
+  /** A URL the HTTP connector refuses to call (loopback, private, link-local… addresses, or a scheme other than http/https). */
+  Forbidden: "FM_ERR_FORBIDDEN",
   /** Anything else: a bug. Details stay in the node's log, never on the wire. */
   Internal: "FM_ERR_INTERNAL",
 } as const;

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // node/cli/main.ts — the `flowmetal` command: dev, node, send, ask, get, history, replay.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -10,7 +11,7 @@ import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
 import type { StepRecord } from "../../protocol/records.js";
 import { createClient } from "../client/index.js";
 import { startDevServer } from "../dev-server.js";
-import { configureFailpoints } from "../failpoints.js";
+import { configureFailpoints, failpoint } from "../failpoints.js";
 import { readAll } from "../journal.js";
 import { loadModules } from "../loader.js";
 import { createLogger } from "../logger.js";
@@ -19,7 +20,8 @@ import { checkReplay } from "../replay.js";
 const usage = `flowmetal — durable XState programs on NATS JetStream
 
 usage:
-  flowmetal dev [--port 4222] [--data .flowmetal] <modules…>   private nats-server + a node, for one machine
+  flowmetal dev [--port 4222] [--callback-port 8788] [--data .flowmetal] <modules…>
+                                                                 private nats-server, a node and the connectors, for one machine
   flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] [--heartbeat-ttl MS] <modules…>
                                                                  join the cluster: own shards, take over dead nodes' shards
   flowmetal send <program/key> '<event JSON>' [--msg-id ID]      durably accept an event
@@ -28,6 +30,8 @@ usage:
   flowmetal get <program/key>                                    current state
   flowmetal history <program/key> [--at N] [--after CURSOR] [--limit N] [--json]
   flowmetal replay <program/key> <modules…>                      re-run the journal through the program
+  flowmetal connector http-callback [--port 8788] [--host 127.0.0.1] [--public-url URL]
+                                                                 webhooks into actors (secret: $FLOWMETAL_CALLBACK_SECRET)
   flowmetal cluster [--json]                                     nodes, shards, owners, epochs
   flowmetal move <shard|program/key> <node>                      move a shard (and every actor in it), live
   flowmetal drain <node> [--undo]                                move every shard off a node, with progress
@@ -45,6 +49,9 @@ const options = {
   shards: { type: "string" },
   replicas: { type: "string" },
   "heartbeat-ttl": { type: "string" },
+  host: { type: "string" },
+  "callback-port": { type: "string" },
+  "public-url": { type: "string" },
   undo: { type: "boolean" },
   "msg-id": { type: "string" },
   timeout: { type: "string" },
@@ -87,6 +94,31 @@ function parseEventArg(text: string | undefined): { type: string } {
   }
 }
 
+async function startCallbackConnector(url: string, v: { port?: string | undefined; host?: string | undefined; "public-url"?: string | undefined; prefix?: string | undefined }, log: ReturnType<typeof createLogger>, secret = process.env.FLOWMETAL_CALLBACK_SECRET) {
+  const { createHttpCallbackConnector } = await import("../../connectors/http-callback/index.js");
+  if (!secret) throw new FlowmetalError(ErrorCode.BadRequest, "set FLOWMETAL_CALLBACK_SECRET (at least 32 bytes) to sign callback URLs; every replica needs the same one");
+  let providers;
+  if (process.env.FLOWMETAL_CALLBACK_PROVIDERS) {
+    try {
+      providers = JSON.parse(process.env.FLOWMETAL_CALLBACK_PROVIDERS) as Record<string, never>;
+    } catch (err) {
+      throw new FlowmetalError(ErrorCode.BadRequest, `FLOWMETAL_CALLBACK_PROVIDERS is not JSON: ${(err as Error).message}`);
+    }
+  }
+  return createHttpCallbackConnector({
+    servers: url,
+    secret,
+    log,
+    ...(v.prefix ? { prefix: v.prefix } : {}),
+    ...(v.port ? { port: int("port", v.port)! } : {}),
+    ...(v.host ? { host: v.host } : {}),
+    ...(v["public-url"] ? { publicUrl: v["public-url"] } : {}),
+    ...(providers ? { providers } : {}),
+    ...(process.env.FLOWMETAL_INGRESS_TOKEN ? { ingressToken: process.env.FLOWMETAL_INGRESS_TOKEN } : {}),
+    afterPersist: () => failpoint("after-persist"),
+  });
+}
+
 function waitForSignal(): Promise<string> {
   return new Promise((r) => {
     process.once("SIGINT", () => r("SIGINT"));
@@ -94,10 +126,8 @@ function waitForSignal(): Promise<string> {
   });
 }
 
-async function runNode(modules: string[], url: string, v: Record<string, unknown>, devServer?: { stop(): Promise<void> }): Promise<void> {
+async function startNode(modules: string[], url: string, v: Record<string, unknown>, log: ReturnType<typeof createLogger>) {
   if (modules.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "give at least one module with programs, e.g. examples/order.ts");
-  configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
-  const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
   const loaded = await loadModules(modules);
   const { createClusterNode } = await import("../../cluster/index.js");
   const node = await createClusterNode({
@@ -116,11 +146,19 @@ async function runNode(modules: string[], url: string, v: Record<string, unknown
   out(`flowmetal node ${node.name} ready on ${url}`);
   out(`  programs: ${node.programs.join(", ") || "none"}`);
   out(`  functions: ${node.functions.join(", ") || "none"}`);
-  if (devServer) out(`  try: flowmetal ask ${node.programs[0] ?? "counter"}/demo '{"type":"..."}'   or   nats pub fm.in.<program>.<key> '{"type":"..."}'`);
-  const sig = await waitForSignal();
-  log.info({ signal: sig }, "draining");
-  await node.drain();
-  await devServer?.stop();
+  return node;
+}
+
+/** The dev callback secret: made once, kept in the data folder so minted URLs survive restarts. */
+async function devSecret(dataDir: string): Promise<string> {
+  const file = join(dataDir, "callback-secret");
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    const secret = randomBytes(32).toString("hex");
+    await writeFile(file, secret, { mode: 0o600 });
+    return secret;
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -142,16 +180,34 @@ async function main(argv: string[]): Promise<void> {
       await mkdir(dataDir, { recursive: true });
       await writeFile(join(dataDir, "dev.json"), JSON.stringify({ url: server.url }));
       out(`nats-server ${server.version} on ${server.url} (data in ${dataDir})`);
+      configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
+      const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
+      const stack: { drain(): Promise<void> }[] = [{ drain: () => server.stop() }];
       try {
-        await runNode(pos, server.url, { ...v, name: v.name ?? "dev" }, server);
+        stack.push(await startNode(pos, server.url, { ...v, name: v.name ?? "dev" }, log));
+        const cbPort = int("callback-port", v["callback-port"]) ?? 8788;
+        const cb = await startCallbackConnector(server.url, { port: String(cbPort) }, log, process.env.FLOWMETAL_CALLBACK_SECRET ?? (await devSecret(dataDir)));
+        stack.push(cb);
+        out(`http callback connector on ${cb.url}`);
+        out(`try: flowmetal ask order/o-17 '{"type":"PLACE","amountCents":4213,"shipWithinMs":60000}'   or   nats req fm.in.<program>.<key> '{"type":"..."}'`);
       } catch (err) {
-        await server.stop();
+        for (const r of stack.reverse()) await r.drain().catch(() => undefined);
         throw err;
       }
+      const sig = await waitForSignal();
+      log.info({ signal: sig }, "stopping");
+      for (const r of stack.reverse()) await r.drain();
       return;
     }
-    case "node":
-      return runNode(pos, await natsUrl(v.nats), v);
+    case "node": {
+      configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
+      const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
+      const node = await startNode(pos, await natsUrl(v.nats), v, log);
+      const sig = await waitForSignal();
+      log.info({ signal: sig }, "draining");
+      await node.drain();
+      return;
+    }
     case "send":
     case "ask":
     case "get":
@@ -199,6 +255,20 @@ async function main(argv: string[]): Promise<void> {
         await nc.close();
       }
       return;
+    }
+    case "connector": {
+      const [which] = pos;
+      configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
+      const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
+      const url = await natsUrl(v.nats);
+      if (which === "http-callback") {
+        const c = await startCallbackConnector(url, v, log);
+        out(`flowmetal connector http-callback ready on ${c.url}`);
+        await waitForSignal();
+        await c.drain();
+        return;
+      }
+      throw new FlowmetalError(ErrorCode.BadRequest, `unknown connector '${which ?? ""}' (available: http-callback)`);
     }
     case "cluster":
     case "move":
