@@ -75,7 +75,7 @@ describe("architecture", () => {
 
   it("lists exactly the catalogued error codes in PROTOCOL.md", () => {
     const doc = readFileSync(join(root, "PROTOCOL.md"), "utf8");
-    const table = doc.slice(doc.indexOf("## 10. Errors"), doc.indexOf("## 11."));
+    const table = doc.slice(doc.indexOf("## 11. Errors"), doc.indexOf("## 12."));
     const documented = [...table.matchAll(/^\| `(FM_ERR_[A-Z_]+)`/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual([...allErrorCodes].sort());
   });
