@@ -64,6 +64,7 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 const retryableByDefault: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.Timeout,
+  ErrorCode.FunctionTimeout,
   ErrorCode.Unavailable,
   ErrorCode.StaleOwner,
 ]);

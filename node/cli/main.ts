@@ -20,7 +20,7 @@ import { checkReplay } from "../replay.js";
 const usage = `flowmetal — durable XState programs on NATS JetStream
 
 usage:
-  flowmetal dev [--port 4222] [--callback-port 8788] [--data .flowmetal] <modules…>
+  flowmetal dev [--port 4222] [--callback-port 8788] [--allow host:port]… [--data .flowmetal] <modules…>
                                                                  private nats-server, a node and the connectors, for one machine
   flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] [--heartbeat-ttl MS] <modules…>
                                                                  join the cluster: own shards, take over dead nodes' shards
@@ -30,6 +30,7 @@ usage:
   flowmetal get <program/key>                                    current state
   flowmetal history <program/key> [--at N] [--after CURSOR] [--limit N] [--json]
   flowmetal replay <program/key> <modules…>                      re-run the journal through the program
+  flowmetal connector http-request [--allow host[:port]|cidr]…   HTTP calls for programs (private addresses refused)
   flowmetal connector http-callback [--port 8788] [--host 127.0.0.1] [--public-url URL]
                                                                  webhooks into actors (secret: $FLOWMETAL_CALLBACK_SECRET)
   flowmetal cluster [--json]                                     nodes, shards, owners, epochs
@@ -50,6 +51,7 @@ const options = {
   replicas: { type: "string" },
   "heartbeat-ttl": { type: "string" },
   host: { type: "string" },
+  allow: { type: "string", multiple: true },
   "callback-port": { type: "string" },
   "public-url": { type: "string" },
   undo: { type: "boolean" },
@@ -92,6 +94,17 @@ function parseEventArg(text: string | undefined): { type: string } {
   } catch (err) {
     throw new FlowmetalError(ErrorCode.MalformedPayload, `event is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** Destinations the HTTP request connector may call although they are not public: --allow and $FLOWMETAL_HTTP_ALLOW. */
+function allowList(v: { allow?: string[] | undefined }): string[] {
+  const env = (process.env.FLOWMETAL_HTTP_ALLOW ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  return [...(v.allow ?? []), ...env];
+}
+
+async function startRequestConnector(url: string, v: { allow?: string[] | undefined; prefix?: string | undefined }, log: ReturnType<typeof createLogger>) {
+  const { createHttpRequestConnector } = await import("../../connectors/http-request/index.js");
+  return createHttpRequestConnector({ servers: url, allow: allowList(v), log, ...(v.prefix ? { prefix: v.prefix } : {}) });
 }
 
 async function startCallbackConnector(url: string, v: { port?: string | undefined; host?: string | undefined; "public-url"?: string | undefined; prefix?: string | undefined }, log: ReturnType<typeof createLogger>, secret = process.env.FLOWMETAL_CALLBACK_SECRET) {
@@ -189,6 +202,9 @@ async function main(argv: string[]): Promise<void> {
         const cb = await startCallbackConnector(server.url, { port: String(cbPort) }, log, process.env.FLOWMETAL_CALLBACK_SECRET ?? (await devSecret(dataDir)));
         stack.push(cb);
         out(`http callback connector on ${cb.url}`);
+        const allowed = allowList(v);
+        stack.push(await startRequestConnector(server.url, v, log));
+        out(`http request connector ready (SSRF protection on${allowed.length ? `; allowed: ${allowed.join(", ")}` : "; open local services with --allow host:port"})`);
         out(`try: flowmetal ask order/o-17 '{"type":"PLACE","amountCents":4213,"shipWithinMs":60000}'   or   nats req fm.in.<program>.<key> '{"type":"..."}'`);
       } catch (err) {
         for (const r of stack.reverse()) await r.drain().catch(() => undefined);
@@ -268,7 +284,14 @@ async function main(argv: string[]): Promise<void> {
         await c.drain();
         return;
       }
-      throw new FlowmetalError(ErrorCode.BadRequest, `unknown connector '${which ?? ""}' (available: http-callback)`);
+      if (which === "http-request") {
+        const c = await startRequestConnector(url, v, log);
+        out("flowmetal connector http-request ready");
+        await waitForSignal();
+        await c.drain();
+        return;
+      }
+      throw new FlowmetalError(ErrorCode.BadRequest, `unknown connector '${which ?? ""}' (available: http-request, http-callback)`);
     }
     case "cluster":
     case "move":
