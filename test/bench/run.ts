@@ -9,7 +9,7 @@
 import { execFile, fork } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
@@ -23,7 +23,7 @@ import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
 import { natsServerBin, startNatsServer } from "../support/nats-server.js";
 import { benchCounter } from "./program.js";
 import { benchSkeleton } from "./skeleton.js";
-import { cpuMeter, fmt, type CpuShare, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
+import { cpuMeter, cpuPerOp, fmt, type CpuShare, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
 
 const quick = process.argv.includes("--quick");
 const memoryChild = process.argv.includes("--memory-child");
@@ -49,8 +49,8 @@ const config = {
   /** Sequential asks to one actor. */
   asks: num("ASKS", 2_000, 200),
   /** Actors in the parallel run, and events per actor. */
-  actors: num("ACTORS", 1_000, 100),
-  perActor: num("PER_ACTOR", 20, 5),
+  actors: num("ACTORS", 1_000, 200),
+  perActor: num("PER_ACTOR", 20, 10),
   /** History lengths for the resume run. */
   resumeShort: num("RESUME_SHORT", 10, 10),
   resumeLong: num("RESUME_LONG", 10_000, 1_000),
@@ -122,6 +122,7 @@ async function benchRaw(js: JetStreamClient, jsm: JetStreamManager, url: string)
     pipelinedRunsPerSec: runs.map((x) => round(x)),
     pipelinedPerSec: round(median(runs)),
     pipelinedCpu,
+    pipelinedCpuPerPublish: cpuPerOp(pipelinedCpu, 3 * config.rawPipelined),
     pipelinedDefaultOptionsPerSec: round(defaultsPerSec),
   };
 }
@@ -187,6 +188,7 @@ async function benchParallel(url: string, jsm: JetStreamManager, js: JetStreamCl
     seconds: round(seconds, 2),
     stepsPerSec: round(total / seconds),
     cpu: share,
+    cpuPerStep: cpuPerOp(share, total),
     avgRecordBytes: round(log.bytes / Math.max(1, log.messages)),
   };
 }
@@ -250,7 +252,7 @@ async function benchBacklog(url: string, js: JetStreamClient, jsm: JetStreamMana
   const share = cpu();
   const seconds = (tDone - t0) / 1000;
   await checkCount(client, "counter/q0", perActor);
-  return { node, result: { actors, eventsPerActor: perActor, steps: total, seconds: round(seconds, 2), stepsPerSec: round(total / seconds), cpu: share } };
+  return { node, result: { actors, eventsPerActor: perActor, steps: total, seconds: round(seconds, 2), stepsPerSec: round(total / seconds), cpu: share, cpuPerStep: cpuPerOp(share, total) } };
 }
 
 async function checkCount(client: Client, actor: string, expected: number): Promise<void> {
@@ -443,6 +445,7 @@ function repoRoot(): string {
 
 async function main(): Promise<void> {
   const started = performance.now();
+  const loadBefore = loadavg().map((x) => round(x, 2));
   const serverVersion = (await promisify(execFile)(natsServerBin, ["--version"])).stdout.trim();
   console.log(`Flowmetal benchmark${quick ? " (--quick)" : ""}: ${serverVersion}, node ${process.version}, ${cpus().length} cores`);
   await using server = await startNatsServer();
@@ -490,11 +493,14 @@ async function main(): Promise<void> {
     const ratioSkeleton = skeleton.stepsPerSec / raw.pipelinedPerSec;
     const ratioSingle = single.stepsPerSec / raw.syncPerSec;
     const pct = (x: number) => `${fmt(x * 100, 1)}%`;
-    const cpuText = (c: CpuShare) => `${fmt(c.processPct)}% / ${c.serverPct === null ? "n/a" : `${fmt(c.serverPct)}%`}`;
+    const cpuText = (c: CpuShare, ops: number) => {
+      const per = cpuPerOp(c, ops);
+      return `${fmt(c.processPct)}% / ${c.serverPct === null ? "n/a" : `${fmt(c.serverPct)}%`}   ${fmt(per.processUs)} / ${per.serverUs === null ? "n/a" : fmt(per.serverUs)} µs`;
+    };
     table(`Raw JetStream (file storage, R1, ${raw.payloadBytes}-byte payload, ${raw.client})`, [
-      ["", "count", "msgs/s", "CPU bench / server"],
+      ["", "count", "msgs/s", "CPU bench / server, per publish"],
       ["sync publish (await each)", fmt(raw.syncCount), fmt(raw.syncPerSec), ""],
-      [`pipelined (${raw.window} in flight), median of 3`, fmt(raw.pipelinedCount), fmt(raw.pipelinedPerSec), cpuText(raw.pipelinedCpu)],
+      [`pipelined (${raw.window} in flight), median of 3`, fmt(raw.pipelinedCount), fmt(raw.pipelinedPerSec), cpuText(raw.pipelinedCpu, 3 * raw.pipelinedCount)],
       ["  runs", "", raw.pipelinedRunsPerSec.map((x) => fmt(x)).join(" / "), ""],
       ["  same with nats.js default options (reference)", fmt(raw.pipelinedCount), fmt(raw.pipelinedDefaultOptionsPerSec), ""],
     ]);
@@ -503,12 +509,12 @@ async function main(): Promise<void> {
       [fmt(single.asks), fmt(single.p50Ms, 2), fmt(single.p99Ms, 2), fmt(single.maxMs, 2), fmt(single.stepsPerSec), pct(ratioSingle)],
     ]);
     table(`Flowmetal: ${fmt(parallel.actors)} actors in parallel, ${parallel.eventsPerActor} events each (${fmt(parallel.steps)} steps, publishes pipelined ${config.window} in flight)`, [
-      ["", "publish s", "total s", "steps/s", "÷ raw pipelined", "CPU node / server"],
-      ["live, load from another process (median of 3)", fmt(parallel.publishSeconds, 2), fmt(parallel.seconds, 2), fmt(parallel.stepsPerSec), `${pct(ratioParallel)} (target ≥ 40%, ceiling 50%)`, cpuText(parallel.cpu)],
+      ["", "publish s", "total s", "steps/s", "÷ raw pipelined", "CPU node / server, per step"],
+      ["live, load from another process (median of 3)", fmt(parallel.publishSeconds, 2), fmt(parallel.seconds, 2), fmt(parallel.stepsPerSec), `${pct(ratioParallel)} (target ≥ 40%, ceiling 50%)`, cpuText(parallel.cpu, parallel.steps)],
       ["  runs", "", "", parallelRuns.map((r) => fmt(r.stepsPerSec)).join(" / "), "", ""],
-      ["live, load from the node's process", fmt(parallelSame.publishSeconds, 2), fmt(parallelSame.seconds, 2), fmt(parallelSame.stepsPerSec), pct(ratioSame), cpuText(parallelSame.cpu)],
-      ["backlog: events queued first, from node start", "", fmt(backlog.seconds, 2), fmt(backlog.stepsPerSec), pct(ratioBacklog), cpuText(backlog.cpu)],
-      ["reference: a step's JetStream I/O alone, backlog", "", fmt(skeleton.seconds, 2), fmt(skeleton.stepsPerSec), pct(ratioSkeleton), cpuText(skeleton.cpu)],
+      ["live, load from the node's process", fmt(parallelSame.publishSeconds, 2), fmt(parallelSame.seconds, 2), fmt(parallelSame.stepsPerSec), pct(ratioSame), cpuText(parallelSame.cpu, parallelSame.steps)],
+      ["backlog: events queued first, from node start", "", fmt(backlog.seconds, 2), fmt(backlog.stepsPerSec), pct(ratioBacklog), cpuText(backlog.cpu, backlog.steps)],
+      ["reference: a step's JetStream I/O alone, backlog", "", fmt(skeleton.seconds, 2), fmt(skeleton.stepsPerSec), pct(ratioSkeleton), cpuText(skeleton.cpu, skeleton.steps)],
       [`journal record size: ${fmt(parallel.avgRecordBytes)} bytes on average`, "", "", "", "", ""],
     ]);
     table(`Flowmetal: resume vs history length (${resume.reps} passivation cycles, medians)`, [
@@ -547,7 +553,7 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       quick,
-      env: { nats: serverVersion, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: round(totalmem() / 1024 ** 3, 1) },
+      env: { nats: serverVersion, node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "", memGiB: round(totalmem() / 1024 ** 3, 1), loadAvgBefore: loadBefore, loadAvgAfter: loadavg().map((x) => round(x, 2)) },
       config,
       raw,
       single,
@@ -564,7 +570,7 @@ async function main(): Promise<void> {
     const out = process.env.BENCH_OUT ?? (quick ? join(tmpdir(), "flowmetal-bench-quick.json") : join(repoRoot(), "test", "bench", "results", "latest.json"));
     await mkdir(dirname(resolve(out)), { recursive: true });
     await writeFile(out, JSON.stringify(results, null, 2) + "\n");
-    console.log(`Wrote ${out} (${results.durationSeconds} s)`);
+    console.log(`Wrote ${out} (${results.durationSeconds} s; load average before ${loadBefore.join(" ")}, after ${results.env.loadAvgAfter.join(" ")})`);
   } finally {
     await node?.drain().catch(() => undefined);
     await client?.close().catch(() => undefined);

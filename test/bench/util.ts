@@ -103,6 +103,14 @@ export interface CpuShare {
   processPct: number;
   /** CPU time of nats-server per wall second, in % of one core; null when it cannot be read. */
   serverPct: number | null;
+  /** The same as CPU seconds: divided by the operations done, they are less sensitive to other load than rates. */
+  processCpuSeconds: number;
+  serverCpuSeconds: number | null;
+}
+
+/** CPU microseconds per operation of this process and of nats-server. */
+export function cpuPerOp(c: CpuShare, ops: number): { processUs: number; serverUs: number | null } {
+  return { processUs: round((c.processCpuSeconds * 1e6) / ops, 1), serverUs: c.serverCpuSeconds === null ? null : round((c.serverCpuSeconds * 1e6) / ops, 1) };
 }
 
 /** Starts measuring CPU use of this process and of its nats-server; call the result to stop. */
@@ -114,9 +122,13 @@ export function cpuMeter(): () => CpuShare {
     const wall = (performance.now() - t0) / 1000;
     const c = process.cpuUsage(c0);
     const s1 = serverCpuSeconds();
+    const own = (c.user + c.system) / 1e6;
+    const server = s0 === undefined || s1 === undefined ? null : s1 - s0;
     return {
-      processPct: round(((c.user + c.system) / 1e6 / wall) * 100),
-      serverPct: s0 === undefined || s1 === undefined ? null : round(((s1 - s0) / wall) * 100),
+      processPct: round((own / wall) * 100),
+      serverPct: server === null ? null : round((server / wall) * 100),
+      processCpuSeconds: round(own, 3),
+      serverCpuSeconds: server === null ? null : round(server, 2),
     };
   };
 }
