@@ -6,7 +6,8 @@ import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
 import { parseEvent } from "../protocol/events.js";
 import type { ActorView, ApiReply, HistoryPage, HistoryStep, SendResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
 import { ApiVerb, ContentType, Header, formatAddress, parseActorAddress, type ActorAddress, type Subjects } from "../protocol/subjects.js";
-import { readAll, readLast, readRecords } from "./journal.js";
+import { findStepByInboxSeq, readAll, readLast, readRecords } from "./journal.js";
+import { toHistoryStep, toNotice, toView } from "./views.js";
 import type { Logger } from "./logger.js";
 import type { ProgramDefinition } from "./program.js";
 
@@ -40,42 +41,6 @@ function field<T>(body: Body, name: string, type: "string" | "number" | "object"
   }
   if (typeof v !== type) throw new FlowmetalError(ErrorCode.BadRequest, `field '${name}' must be a ${type}, got ${typeof v}`);
   return v as T;
-}
-
-export function toView(rec: StepRecord): ActorView {
-  const [program] = rec.actor.split("/");
-  return {
-    actor: rec.actor,
-    program: program ?? "",
-    version: rec.version,
-    step: rec.step,
-    value: rec.value,
-    status: rec.status,
-    context: (rec.snapshot as { context?: unknown } | null)?.context ?? null,
-    timers: rec.timers,
-    calls: rec.calls,
-    updated: rec.time,
-  };
-}
-
-export function toHistoryStep(rec: StepRecord): HistoryStep {
-  const s: HistoryStep = {
-    step: rec.step,
-    seq: rec.seq,
-    kind: rec.kind,
-    event: rec.event,
-    outcome: rec.outcome,
-    value: rec.value,
-    status: rec.status,
-    context: (rec.snapshot as { context?: unknown } | null)?.context ?? null,
-    effects: rec.effects,
-    version: rec.version,
-    node: rec.node,
-    epoch: rec.epoch,
-    time: rec.time,
-  };
-  if (rec.error) s.error = rec.error;
-  return s;
 }
 
 /** Starts serving `fm.api.*`. */
@@ -122,16 +87,14 @@ export function createApiService(deps: ApiDeps): ApiService {
     const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
     try {
       const { ack } = await publish(a, body);
+      if (ack.duplicate) {
+        // A retry: the step that took the event may be long done; answer with that step, not a later one.
+        const rec = await findStepByInboxSeq(jsm, subjects, a, ack.seq);
+        if (rec) return outcome({ ...toNotice(rec), duplicate: true });
+      }
       for await (const m of sub) {
         const notice = decodePayload(m.data, "json") as StateNotice;
         if (notice.seq === ack.seq) return outcome({ ...notice, duplicate: ack.duplicate });
-      }
-      if (ack.duplicate) {
-        const last = await readLast(jsm, subjects, a);
-        if (last && last.record.seq >= ack.seq) {
-          const v = toView(last.record);
-          return { actor: v.actor, step: v.step, seq: last.record.seq, outcome: "ok", value: v.value, status: v.status, context: v.context, emitted: [], time: v.updated, duplicate: true };
-        }
       }
       throw new FlowmetalError(ErrorCode.Timeout, `no step for ${formatAddress(a)} within ${timeoutMs} ms; the event is accepted (inbox seq ${ack.seq}) and will be processed`, { details: { seq: ack.seq } });
     } finally {
@@ -166,7 +129,8 @@ export function createApiService(deps: ApiDeps): ApiService {
     const after = field<number>(body, "after", "number", false) ?? 0;
     const page = await readRecords(jsm, subjects, a, after, limit);
     const res: HistoryPage = { actor: formatAddress(a), steps: page.map((r) => toHistoryStep(r.record)) };
-    if (page.length === limit) res.next = page[page.length - 1]!.seq;
+    // Only point at a next page that has something on it.
+    if (page.length === limit && (await readRecords(jsm, subjects, a, page[page.length - 1]!.seq, 1)).length > 0) res.next = page[page.length - 1]!.seq;
     return res;
   }
 

@@ -4,8 +4,9 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-
 import { decodePayload, encodePayload, encodingFromContentType, type DecodeLimits } from "../protocol/codec.js";
 import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
 import { parseEvent } from "../protocol/events.js";
-import type { CallResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
+import type { CallResult, StepRecord, WireEvent } from "../protocol/records.js";
 import { ContentType, Header, InboxKind, formatAddress, parseActorKey, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
+import { toNotice } from "./views.js";
 import type { EffectPublisher } from "./effects.js";
 import { appendStep, readLast } from "./journal.js";
 import type { Logger } from "./logger.js";
@@ -231,6 +232,8 @@ export class ShardRunner {
     const h = m.headers;
     const hdrs = natsHeaders();
     if (h) for (const [k, v] of h) if (!k.startsWith("Nats-")) for (const x of v) hdrs.append(k, x);
+    const originalId = h?.get(Header.MsgId);
+    if (originalId) hdrs.set("Fm-Original-Msg-Id", originalId);
     hdrs.set("Fm-Error-Code", wire.code);
     hdrs.set("Fm-Error", wire.message.slice(0, 512).replace(/[\r\n]/g, " "));
     hdrs.set("Fm-Inbox-Seq", String(m.seq));
@@ -336,7 +339,7 @@ export class ShardRunner {
     advance(state, rec, plan.snapshot, journalSeq);
     failpoint("after-append");
     await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
-    this.notify(e.address, rec, plan.snapshot?.context);
+    this.notify(e.address, rec);
     for (const c of plan.custom) {
       try {
         c.run();
@@ -349,21 +352,9 @@ export class ShardRunner {
     if (rec.outcome === "failed") log.warn({ actor: rec.actor, step: rec.step, code: rec.error?.code, err: rec.error?.message }, "step failed, recorded");
   }
 
-  private notify(a: ActorAddress, rec: StepRecord, context: unknown): void {
-    const notice: StateNotice = {
-      actor: rec.actor,
-      step: rec.step,
-      seq: rec.seq,
-      outcome: rec.outcome,
-      value: rec.value,
-      status: rec.status,
-      context: context ?? null,
-      emitted: rec.effects.flatMap((x) => (x.kind === "emit" ? [x.event] : [])),
-      time: rec.time,
-    };
-    if (rec.error) notice.error = rec.error;
+  private notify(a: ActorAddress, rec: StepRecord): void {
     try {
-      this.deps.nc.publish(this.deps.subjects.state(a), encodePayload(notice, "json"), { headers: contentJson() });
+      this.deps.nc.publish(this.deps.subjects.state(a), encodePayload(toNotice(rec), "json"), { headers: contentJson() });
     } catch (err) {
       this.deps.log.warn({ actor: rec.actor, err: String(err) }, "state notice not published");
     }
@@ -407,7 +398,8 @@ export function parseCallResult(body: unknown): CallResult {
   if (typeof o !== "object" || o === null || typeof o.callId !== "string") {
     throw new FlowmetalError(ErrorCode.MalformedPayload, "a function result needs a string 'callId'");
   }
-  if ("error" in o && o.error !== undefined) {
+  // Exactly one of the two: `"error": null` (what many serializers write) means no error.
+  if ("error" in o && o.error !== undefined && o.error !== null) {
     return { callId: o.callId, error: FlowmetalError.fromWire(o.error).toWire() };
   }
   return { callId: o.callId, output: o.output ?? null };

@@ -71,11 +71,50 @@ export async function readRecords(
   limit: number,
 ): Promise<{ record: StepRecord; seq: number }[]> {
   const out: { record: StepRecord; seq: number }[] = [];
-  const it = await jsm.direct.getBatch(subjects.streams.journal, { seq: after + 1, next_by_subj: subjects.journal(a), batch: limit });
-  for await (const m of it) {
-    out.push({ record: decodeRecord(m.data) as StepRecord, seq: m.seq });
+  try {
+    const it = await jsm.direct.getBatch(subjects.streams.journal, { seq: after + 1, next_by_subj: subjects.journal(a), batch: limit });
+    for await (const m of it) {
+      out.push({ record: decodeRecord(m.data) as StepRecord, seq: m.seq });
+    }
+  } catch (err) {
+    // Past the last record the server answers "no message found": that is an empty page.
+    if (!isNotFound(err)) throw err;
   }
   return out;
+}
+
+function isNotFound(err: unknown): boolean {
+  return /not found|no message/i.test(String((err as Error)?.message ?? err));
+}
+
+/**
+ * Finds the step that consumed inbox sequence `inboxSeq`, by binary search over the actor's journal (inbox
+ * sequences grow with steps): O(log n) reads however long the history.
+ */
+export async function findStepByInboxSeq(
+  jsm: JetStreamManager,
+  subjects: Subjects,
+  a: ActorAddress,
+  inboxSeq: number,
+): Promise<StepRecord | undefined> {
+  const last = await readLast(jsm, subjects, a);
+  if (!last || last.record.seq < inboxSeq) return undefined;
+  if (last.record.seq === inboxSeq) return last.record;
+  // Invariant: the wanted record, if any, has a stream sequence in [lo, hi].
+  let lo = 1;
+  let hi = last.seq;
+  while (lo <= hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    const [r] = await readRecords(jsm, subjects, a, mid - 1, 1);
+    if (!r || r.seq > hi) {
+      hi = mid - 1;
+      continue;
+    }
+    if (r.record.seq === inboxSeq) return r.record;
+    if (r.record.seq < inboxSeq) lo = r.seq + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
 }
 
 /** Every record of an actor, page by page. */

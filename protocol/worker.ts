@@ -45,6 +45,9 @@ export interface FunctionWorker extends AsyncDisposable {
   readonly closed: Promise<void>;
 }
 
+/** `ack_wait` of a function's consumer: workers send in-progress acks every third of it while a call runs. */
+export const workerAckWaitMs = 60_000;
+
 /** Durable consumer name of a function's workers (dots are not allowed in consumer names). */
 export function workerConsumerName(fn: string): string {
   return `fn-${fn.replace(/\./g, "_")}`;
@@ -81,6 +84,7 @@ export async function createFunctionWorker(
   const { nc, js, jsm, subjects, log } = deps;
   const concurrency = options.concurrency ?? 64;
   const running = new Map<string, AbortController>();
+  const heartbeatMs = new Map<string, number>();
   const consumers: ConsumerMessages[] = [];
   const subs: Subscription[] = [];
   const loops: Promise<void>[] = [];
@@ -121,7 +125,7 @@ export async function createFunctionWorker(
     running.set(call.callId, ac);
     const timer = setTimeout(() => ac.abort(new FlowmetalError(ErrorCode.FunctionTimeout, `attempt ${attempt} of '${meta.name}' took longer than ${timeoutMs} ms`)), timeoutMs);
     // Keep the message ours while the call runs longer than a fraction of ack_wait.
-    const heartbeat = setInterval(() => m.working(), 10_000);
+    const heartbeat = setInterval(() => m.working(), heartbeatMs.get(meta.name) ?? 10_000);
     try {
       const impl = meta.impl;
       if (!impl) throw new FlowmetalError(ErrorCode.UnknownFunction, `function '${meta.name}' has no implementation here`, { retryable: false });
@@ -156,19 +160,26 @@ export async function createFunctionWorker(
 
   for (const meta of functions) {
     const name = workerConsumerName(meta.name);
-    const ackWaitMs = meta.timeoutMs + 30_000;
+    // Shared by every worker of the function: created once with the documented configuration, never rewritten.
+    let ackWaitNs: number;
     try {
-      await jsm.consumers.add(subjects.streams.calls, {
-        durable_name: name,
-        ack_policy: AckPolicy.Explicit,
-        filter_subject: subjects.call(meta.name),
-        ack_wait: ackWaitMs * 1_000_000,
-        max_deliver: -1,
-        max_ack_pending: 10_000,
-      });
-    } catch (err) {
-      if (!/already in use|exists/i.test(String((err as Error).message))) throw err;
+      ackWaitNs = (await jsm.consumers.info(subjects.streams.calls, name)).config.ack_wait ?? workerAckWaitMs * 1_000_000;
+    } catch {
+      try {
+        await jsm.consumers.add(subjects.streams.calls, {
+          durable_name: name,
+          ack_policy: AckPolicy.Explicit,
+          filter_subject: subjects.call(meta.name),
+          ack_wait: workerAckWaitMs * 1_000_000,
+          max_deliver: -1,
+          max_ack_pending: 10_000,
+        });
+      } catch (err) {
+        if (!/already in use|exists/i.test(String((err as Error).message))) throw err;
+      }
+      ackWaitNs = (await jsm.consumers.info(subjects.streams.calls, name)).config.ack_wait ?? workerAckWaitMs * 1_000_000;
     }
+    heartbeatMs.set(meta.name, Math.max(200, Math.min(10_000, Math.floor(ackWaitNs / 1_000_000 / 3))));
     const consumer = await js.consumers.get(subjects.streams.calls, name);
     const msgs = await consumer.consume({ max_messages: concurrency });
     consumers.push(msgs);
