@@ -1,8 +1,8 @@
 // cluster/index.ts — the public face of the cluster: a node that takes part in shard ownership.
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../protocol/connect.js";
 import { createSubjects } from "../protocol/subjects.js";
-import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { createNode, type FlowmetalNode, type NodeOptions } from "../node/node.js";
 import { silentLogger } from "../node/logger.js";
 import { serveClusterApi } from "./api.js";
@@ -28,12 +28,7 @@ export interface ClusterNode extends FlowmetalNode {
  */
 export async function createClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
   const log = options.log ?? silentLogger;
-  let nc: NatsConnection;
-  try {
-    nc = await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: `flowmetal-node-${options.name ?? process.pid}`, maxReconnectAttempts: -1 });
-  } catch (err) {
-    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
-  }
+  const nc: NatsConnection = await connectNats(options.servers, { name: `flowmetal-node-${options.name ?? process.pid}`, reconnectForever: true });
   try {
     const subjects = createSubjects(options.prefix);
     const placement = await createClusterPlacement({

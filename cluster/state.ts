@@ -2,6 +2,7 @@
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { decodePayload, encodePayload } from "../protocol/codec.js";
+import { whenAvailable } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 
 /** Fixed when the cluster is initialised. */
@@ -73,10 +74,10 @@ export function decode<T>(e: KvEntry | null | undefined): T | undefined {
 
 async function bucket(kvm: Kvm, name: string, opts: Record<string, unknown>): Promise<KV> {
   try {
-    return await kvm.create(name, opts);
+    return await whenAvailable(() => kvm.create(name, opts));
   } catch (err) {
     // An existing bucket with other settings (e.g. a TTL chosen by an earlier version): use it as it is.
-    if (/already in use|exists/i.test(String((err as Error).message))) return kvm.open(name);
+    if (/already in use|exists/i.test(String((err as Error).message))) return whenAvailable(() => kvm.open(name));
     throw new FlowmetalError(ErrorCode.Unavailable, `cannot open KV bucket ${name}: ${(err as Error).message}`, { cause: err });
   }
 }
@@ -104,10 +105,10 @@ export async function openBuckets(nc: NatsConnection, options: BucketOptions = {
 export async function initCluster(b: ClusterBuckets, want: { shards: number; replicas: number }): Promise<ClusterConfig> {
   const cfg: ClusterConfig = { shards: want.shards, replicas: want.replicas, createdAt: Date.now() };
   try {
-    await b.config.create("config", encode(cfg));
+    await whenAvailable(() => b.config.create("config", encode(cfg)));
     return cfg;
   } catch {
-    const existing = decode<ClusterConfig>(await b.config.get("config"));
+    const existing = decode<ClusterConfig>(await whenAvailable(() => b.config.get("config")));
     if (!existing) throw new FlowmetalError(ErrorCode.Unavailable, "cluster config exists but cannot be read");
     if (existing.shards !== want.shards) {
       throw new FlowmetalError(

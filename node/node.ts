@@ -1,7 +1,8 @@
 // node/node.ts — a Flowmetal node: streams, shard runners for the shards it owns, function workers and the API.
 import { hostname } from "node:os";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../protocol/connect.js";
 import { resolveDecodeLimits, type DecodeLimits } from "../protocol/codec.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { createSubjects } from "../protocol/subjects.js";
@@ -51,7 +52,7 @@ export function singleNodePlacement(): Placement {
 }
 
 export interface NodeOptions extends StreamOptions {
-  /** NATS server URL(s); ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
+  /** NATS server URL(s), comma-separated or an array, credentials allowed; ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
   servers?: string | string[];
   /** An open connection (the node then does not close it). */
   nc?: NatsConnection;
@@ -105,12 +106,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     throw new FlowmetalError(ErrorCode.InvalidModule, "no programs or functions given: pass the exports of modules using defineProgram/defineFunction");
   }
   const own = !options.nc;
-  let nc: NatsConnection;
-  try {
-    nc = options.nc ?? (await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: `flowmetal-node-${name}`, maxReconnectAttempts: -1 }));
-  } catch (err) {
-    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
-  }
+  const nc: NatsConnection = options.nc ?? (await connectNats(options.servers, { name: `flowmetal-node-${name}`, reconnectForever: true }));
   const subjects = createSubjects(options.prefix);
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);

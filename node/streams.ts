@@ -1,5 +1,6 @@
 // node/streams.ts — creates (or checks) the JetStream streams Flowmetal stores everything in.
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { whenAvailable } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import type { Subjects } from "../protocol/subjects.js";
 
@@ -46,7 +47,7 @@ function isNotFound(err: unknown): boolean {
  * @returns the shard count in force.
  */
 export async function ensureStreams(jsm: JetStreamManager, subjects: Subjects, options: StreamOptions = {}): Promise<number> {
-  const existing = await readShardCount(jsm, subjects);
+  const existing = await whenAvailable(() => readShardCount(jsm, subjects));
   const shards = options.shards ?? existing ?? 16;
   if (!Number.isInteger(shards) || shards < 1 || shards > 1024) {
     throw new FlowmetalError(ErrorCode.BadRequest, `shards must be an integer from 1 to 1024, got ${shards}`);
@@ -84,12 +85,12 @@ export async function ensureStreams(jsm: JetStreamManager, subjects: Subjects, o
   ];
   for (const cfg of configs) {
     try {
-      await jsm.streams.add(cfg);
+      await whenAvailable(() => jsm.streams.add(cfg));
     } catch (err) {
       if (!/already in use/i.test(String((err as Error).message))) {
         throw new FlowmetalError(ErrorCode.Unavailable, `could not create stream ${cfg.name}: ${(err as Error).message}`, { cause: err });
       }
-      await jsm.streams.update(cfg.name, cfg);
+      await whenAvailable(() => jsm.streams.update(cfg.name, cfg));
     }
   }
   return shards;

@@ -256,7 +256,6 @@ export interface Worker extends FunctionWorker {
  * await using w = await createWorker({ servers: "nats://127.0.0.1:4222", functions: { "pdf.render": async (input) => render(input) } });
  */
 export async function createWorker(init: WorkerInit): Promise<Worker> {
-  const { connect } = await import("@nats-io/transport-node");
   const { jetstream, jetstreamManager } = await import("@nats-io/jetstream");
   const { createSubjects, parseFunctionName } = await import("./subjects.js");
   const { resolveRetryPolicy } = await import("./retry.js");
@@ -271,12 +270,8 @@ export async function createWorker(init: WorkerInit): Promise<Worker> {
     timeoutMs: f.timeoutMs ?? 30_000,
   }));
   if (handlers.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "a worker needs at least one function");
-  let nc: NatsConnection;
-  try {
-    nc = await connect({ servers: init.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-worker", maxReconnectAttempts: -1 });
-  } catch (err) {
-    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS: ${(err as Error).message}`, { cause: err });
-  }
+  const { connectNats } = await import("./connect.js");
+  const nc: NatsConnection = await connectNats(init.servers, { name: "flowmetal-worker", reconnectForever: true });
   const subjects = createSubjects(init.prefix);
   const jsm = await jetstreamManager(nc);
   try {

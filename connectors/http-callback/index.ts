@@ -1,7 +1,8 @@
 // connectors/http-callback/index.ts — the HTTP callback connector: mints callback URLs, takes webhooks, persists them into actor inboxes before answering.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../../protocol/connect.js";
 import { fastify, type FastifyInstance, type FastifyReply } from "fastify";
 import { encodePayload } from "../../protocol/codec.js";
 import { ErrorCode, FlowmetalError, toWireError } from "../../protocol/errors.js";
@@ -99,7 +100,7 @@ export async function createHttpCallbackConnector(options: HttpCallbackOptions):
   const defaultExpiry = options.defaultExpiresInMs ?? 7 * 86_400_000;
   const providers = options.providers ?? {};
   const own = !options.nc;
-  const nc = options.nc ?? (await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-http-callback", maxReconnectAttempts: -1 }));
+  const nc = options.nc ?? (await connectNats(options.servers, { name: "flowmetal-http-callback", reconnectForever: true }));
   const js: JetStreamClient = jetstream(nc);
   const app = fastify({ bodyLimit: maxBody, logger: false, maxParamLength: 2048 });
   let publicUrl = options.publicUrl?.replace(/\/+$/, "");

@@ -1,6 +1,7 @@
 // connectors/http-request/index.ts — the HTTP request connector: serves the function `http.request` to programs through the worker protocol (PROTOCOL.md §5).
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
 import { silentLogger, type Logger } from "../../protocol/logger.js";
 import { resolveRetryPolicy, type RetryPolicy } from "../../protocol/retry.js";
@@ -121,16 +122,7 @@ export async function createHttpRequestConnector(options: HttpRequestConnectorOp
   const concurrency = positive(options.concurrency, "concurrency", 64);
   const log = (options.log ?? silentLogger).child({ connector: "http-request" });
   const ownConnection = options.nc === undefined;
-  let nc: NatsConnection;
-  if (options.nc) {
-    nc = options.nc;
-  } else {
-    try {
-      nc = await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-http-request", maxReconnectAttempts: -1 });
-    } catch (err) {
-      throw new FlowmetalError(ErrorCode.Unavailable, `http-request connector cannot connect to NATS: ${(err as Error).message}`, { cause: err });
-    }
-  }
+  const nc: NatsConnection = options.nc ?? (await connectNats(options.servers, { name: "flowmetal-http-request", reconnectForever: true }));
   const subjects = createSubjects(options.prefix);
   const closeOwn = async () => {
     if (ownConnection) await nc.drain().catch(() => undefined);

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connectNats } from "../../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
 import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
 import type { StepRecord } from "../../protocol/records.js";
@@ -259,7 +259,7 @@ async function main(argv: string[]): Promise<void> {
       const loaded = await loadModules(modules);
       const program = loaded.programs.get(a.program);
       if (!program) throw new FlowmetalError(ErrorCode.UnknownProgram, `no program '${a.program}' in ${modules.join(", ") || "(no modules given)"}`);
-      const nc = await connect({ servers: await natsUrl(v.nats) });
+      const nc = await connectNats(await natsUrl(v.nats), { name: "flowmetal-replay" });
       try {
         const jsm = await jetstreamManager(nc);
         const records: StepRecord[] = [];

@@ -1,5 +1,6 @@
 // node/client/index.ts — the typed client for fm.api.*: send, ask, get, history. Loads no server code.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../../protocol/connect.js";
 import { decodePayload, encodePayload } from "../../protocol/codec.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
 import type { ActorView, ApiReply, HistoryPage, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
@@ -9,7 +10,7 @@ export { FlowmetalError, ErrorCode } from "../../protocol/errors.js";
 export type { ActorView, HistoryPage, HistoryStep, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
 
 export interface ClientOptions {
-  /** NATS server URL(s). Ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
+  /** NATS server URL(s), comma-separated or an array, credentials allowed (`nats://user:pass@host:4222`). Ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
   servers?: string | string[];
   /** An open connection to use (the client then does not close it). */
   nc?: NatsConnection;
@@ -86,12 +87,7 @@ export interface Client extends AsyncDisposable {
  */
 export async function createClient(options: ClientOptions = {}): Promise<Client> {
   const own = !options.nc;
-  let nc: NatsConnection;
-  try {
-    nc = options.nc ?? (await connect({ servers: options.servers ?? "nats://127.0.0.1:4222", name: "flowmetal-client" }));
-  } catch (err) {
-    throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${String(options.servers ?? "nats://127.0.0.1:4222")}: ${(err as Error).message}`, { cause: err });
-  }
+  const nc: NatsConnection = options.nc ?? (await connectNats(options.servers, { name: "flowmetal-client" }));
   const subjects: Subjects = createSubjects(options.prefix);
   const defaultTimeout = options.timeoutMs ?? 10_000;
 
