@@ -17,6 +17,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHttpCallbackConnector } from "../../connectors/http-callback/index.js";
+import { createHttpRequestConnector } from "../../connectors/http-request/index.js";
 import { natsServerBin } from "../support/nats-server.js";
 import { argvOf, parseDockerfile, readCompose, serviceEnv, type ComposeFile, type ComposeService } from "../support/netns.js";
 import { waitFor } from "../support/wait.js";
@@ -136,7 +138,7 @@ describe("compose.yaml", () => {
   });
 
   it("has three Flowmetal nodes with distinct names, --replicas 3, the node user on all servers, health checks", () => {
-    const names = Object.keys(compose.services).filter((n) => svc(n).build !== undefined);
+    const names = Object.keys(compose.services).filter((n) => svc(n).build !== undefined && argvOf(svc(n).command)[0] === "node");
     expect(names.sort()).toEqual([...NODES]);
     const natsEnv = serviceEnv(svc("nats-1"));
     const seen = new Set<string>();
@@ -186,9 +188,17 @@ describe("compose.yaml", () => {
     for (const v of used) expect(Object.keys(serviceEnv(svc("nats-1")))).toContain(v);
   });
 
-  it("leaves connectors and the web UI as a note, not as services that do not exist yet", async () => {
-    expect(Object.keys(compose.services).sort()).toEqual([...NATS, ...NODES].sort());
-    expect(await readFile(composePath, "utf8")).toMatch(/connectors.*web UI.*join here/s);
+  it("runs the connectors as the worker user, the callback port published on loopback", () => {
+    expect(Object.keys(compose.services).sort()).toEqual([...NATS, ...NODES, "http-callback", "http-request"].sort());
+    for (const name of ["http-request", "http-callback"]) {
+      const argv = argvOf(svc(name).command);
+      expect(argv.slice(0, 2)).toEqual(["connector", name]);
+      const urls = flag(argv, "--nats")!.split(",");
+      expect(urls).toHaveLength(3);
+      for (const u of urls) expect(new URL(u).username).toBe("worker");
+    }
+    expect(svc("http-callback").ports).toEqual(["127.0.0.1:8788:8788"]);
+    expect(serviceEnv(svc("http-callback")).FLOWMETAL_CALLBACK_SECRET!.length).toBeGreaterThanOrEqual(32);
   });
 });
 
@@ -387,6 +397,24 @@ describe("permissions in cluster/compose/accounts.conf", () => {
     await denied(jsm.consumers.add("FM_IN", { durable_name: "steal", ack_policy: AckPolicy.Explicit }));
     await denied(jsm.streams.info("FM_LOG"));
     await subDenied(await as("worker"), "fm.fx.call.>");
+  });
+
+  it("worker: the real connectors start and answer calls with exactly these permissions", async () => {
+    const servers = url.replace("nats://", `nats://worker:${pw.worker}@`);
+    await using _req = await createHttpRequestConnector({ servers });
+    await using _cb = await createHttpCallbackConnector({ servers, secret: "deploy-test-secret-deploy-test-secret", port: 0 });
+    const node = await as("node");
+    const call = { callId: "order.o-4.1.0", fn: "http.callback", input: { event: "PAID" }, actor: "order/o-4", replyTo: "fm.in.order.o-4", retry: { maxAttempts: 1, initialBackoffMs: 10, multiplier: 2, maxBackoffMs: 10 }, timeoutMs: 5000 };
+    await jetstream(node).publish("fm.fx.call.http.callback", JSON.stringify(call), { msgID: call.callId });
+    const jsm = await jetstreamManager(node);
+    let result: { callId?: string; output?: { url?: string } } | undefined;
+    await waitFor(async () => {
+      const m = await jsm.streams.getMessage("FM_IN", { last_by_subj: "fm.in.order.o-4" }).catch(() => null);
+      if (!m) return false;
+      result = m.json();
+      return true;
+    }, { timeoutMs: 10_000, what: "the callback connector's result" });
+    expect(result).toMatchObject({ callId: "order.o-4.1.0", output: { url: expect.stringContaining("/cb/") } });
   });
 
   it("operator: the cluster verbs and read-only inspection; no writes", async () => {
