@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../node/logger.js";
 import { silentLogger } from "../node/logger.js";
 import type { Placement, ShardEvent } from "../node/node.js";
+import { noMetrics, type Metrics } from "../protocol/metrics.js";
 import { desiredOwner } from "./rendezvous.js";
 import {
   decode,
@@ -30,6 +31,7 @@ export interface ClusterPlacementOptions extends BucketOptions {
   shards?: number;
   /** How often ownership is re-evaluated (changes in KV also trigger it). @default 200 */
   tickMs?: number;
+  metrics?: Metrics;
 }
 
 interface Cached<T> {
@@ -58,6 +60,7 @@ export interface ClusterPlacement extends Placement {
 export async function createClusterPlacement(options: ClusterPlacementOptions): Promise<ClusterPlacement> {
   const { nc } = options;
   const log = options.log ?? silentLogger;
+  const metrics = options.metrics ?? noMetrics;
   const buckets = await openBuckets(nc, options);
   const ttl = buckets.heartbeatTtlMs;
   const tickMs = options.tickMs ?? 200;
@@ -167,6 +170,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
           running.set(s, epoch);
           if (cur.value.reason === "handoff" && cur.value.handoffStartedAt) {
             log.info({ shard: s, epoch, from: cur.value.from, pauseMs: now - cur.value.handoffStartedAt }, "shard handed over");
+            metrics.handoff(now - cur.value.handoffStartedAt);
           }
           emit({ shard: s, epoch, owned: true });
         }
@@ -190,7 +194,10 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       const reason = cur?.value.node ? "failover" : "claim";
       const rec: ShardRecord = { node: name, instance, epoch, since: now, from: cur?.value.node ?? null, reason };
       if (await write(s, rec, cur)) {
-        if (reason === "failover") log.info({ shard: s, epoch, from: cur?.value.node }, "took over shard of a dead node");
+        if (reason === "failover") {
+          log.info({ shard: s, epoch, from: cur?.value.node }, "took over shard of a dead node");
+          metrics.failover();
+        }
         running.set(s, epoch);
         emit({ shard: s, epoch, owned: true });
       }

@@ -38,6 +38,7 @@ export async function createClusterNode(options: ClusterNodeOptions): Promise<Cl
       ...(options.replicas ? { replicas: options.replicas } : {}),
       ...(options.shards ? { shards: options.shards } : {}),
       ...(options.heartbeatTtlMs ? { heartbeatTtlMs: options.heartbeatTtlMs } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     const node = await createNode({ ...options, nc, placement });
     const stopApi = serveClusterApi({ nc, jsm: await jetstreamManager(nc), subjects, buckets: placement.buckets, log });

@@ -7,6 +7,7 @@ import { parseEvent } from "../protocol/events.js";
 import type { CallResult, StepRecord, WireEvent } from "../protocol/records.js";
 import { ContentType, Header, InboxKind, formatAddress, parseActorKey, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
 import { toNotice } from "./views.js";
+import type { Metrics } from "../protocol/metrics.js";
 import type { EffectPublisher } from "./effects.js";
 import { appendStep, readLast } from "./journal.js";
 import type { Logger } from "./logger.js";
@@ -38,6 +39,7 @@ interface Entry {
 
 /** What a shard runner needs from the node. */
 export interface HostDeps {
+  metrics: Metrics;
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -239,6 +241,7 @@ export class ShardRunner {
     hdrs.set("Fm-Inbox-Seq", String(m.seq));
     await js.publish(subjects.dead(program, key), m.data, { headers: hdrs, msgID: `dead.${subjects.streams.inbox}.${m.seq}` });
     log.warn({ actor: `${program}/${key}`, seq: m.seq, code: wire.code, reason: wire.message }, "input cannot become a step, dead-lettered");
+    this.deps.metrics.inputSkipped("dead");
     m.ack();
   }
 
@@ -310,6 +313,7 @@ export class ShardRunner {
     if (m.seq <= state.seq) {
       // Redelivered: the step is in the journal. Its effects may not have gone out before a crash.
       if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!), () => this.stopping || this.fenced, log, "effect publish");
+      this.deps.metrics.inputSkipped("redelivered");
       m.ack();
       return;
     }
@@ -319,9 +323,11 @@ export class ShardRunner {
     } catch (err) {
       return this.deadLetter(m, e.address.program, e.address.key, err);
     }
+    const started = performance.now();
     const plan = planStep(program, state, input, { time: Date.now(), epoch: this.epoch, node: options.node });
     if (plan.kind === "drop") {
       log.debug({ actor: formatAddress(e.address), seq: m.seq, reason: plan.reason }, "input dropped");
+      this.deps.metrics.inputSkipped("stale");
       m.ack();
       return;
     }
@@ -330,16 +336,21 @@ export class ShardRunner {
     if (!this.mayAppend(this.shard, this.epoch)) {
       throw new FlowmetalError(ErrorCode.StaleOwner, `no longer allowed to write shard ${this.shard} at epoch ${this.epoch} (lease expired or ownership moved)`);
     }
+    const appendStarted = performance.now();
     const journalSeq = await persist(
       () => appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq),
       () => this.stopping || this.fenced,
       log,
       "journal append",
     );
+    const appendMs = performance.now() - appendStarted;
     advance(state, rec, plan.snapshot, journalSeq);
     failpoint("after-append");
     await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
     this.notify(e.address, rec);
+    const metrics = this.deps.metrics;
+    for (const x of rec.effects) metrics.effectPublished(x.kind);
+    metrics.stepTaken(e.address.program, rec.outcome, performance.now() - started, appendMs);
     for (const c of plan.custom) {
       try {
         c.run();

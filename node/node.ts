@@ -5,6 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats } from "../protocol/connect.js";
 import { resolveDecodeLimits, type DecodeLimits } from "../protocol/codec.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import { noMetrics, type Metrics } from "../protocol/metrics.js";
 import { createSubjects } from "../protocol/subjects.js";
 import { createApiService, type ApiService } from "./api.js";
 import { createEffectPublisher } from "./effects.js";
@@ -69,6 +70,8 @@ export interface NodeOptions extends StreamOptions {
   /** Payload limits for inputs. */
   limits?: Partial<DecodeLimits>;
   log?: Logger;
+  /** Where the runtime reports steps, effects, calls and shards (see node/metrics.ts for Prometheus). @default none */
+  metrics?: Metrics;
   /** See {@link HostOptions}. */
   passivateAfterMs?: number;
   maxActiveActors?: number;
@@ -127,7 +130,8 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     limits,
   };
   const effects = createEffectPublisher(nc, js, jsm, subjects);
-  const deps = { nc, js, jsm, subjects, programs: loaded.programs, effects, log, options: hostOptions };
+  const metrics = options.metrics ?? noMetrics;
+  const deps = { nc, js, jsm, subjects, programs: loaded.programs, effects, log, options: hostOptions, metrics };
   const runners = new Map<number, ShardRunner>();
   const placement = options.placement ?? singleNodePlacement();
   let closing = false;
@@ -136,7 +140,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const worker: FunctionWorker | undefined =
     options.runFunctions === false || loaded.functions.size === 0
       ? undefined
-      : await createFunctionWorker({ nc, js, jsm, subjects, log }, [...loaded.functions.values()], { beforeRun: () => failpoint("mid-call") });
+      : await createFunctionWorker({ nc, js, jsm, subjects, log }, [...loaded.functions.values()], { beforeRun: () => failpoint("mid-call"), metrics });
 
   const onFenced = (shard: number) => {
     const r = runners.get(shard);
@@ -153,6 +157,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     if (current && (!ev.owned || current.epoch !== ev.epoch)) {
       runners.delete(ev.shard);
       await current.drain();
+      metrics.shardRunning(ev.shard, false);
       placement.released?.(ev.shard, current.epoch);
     }
     if (ev.owned && !runners.has(ev.shard) && !closing) {
@@ -160,6 +165,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
       runners.set(ev.shard, r);
       try {
         await r.start();
+        metrics.shardRunning(ev.shard, true);
         log.debug({ shard: ev.shard, epoch: ev.epoch }, "shard started");
       } catch (err) {
         // E.g. a newer owner replaced the consumer meanwhile: give the shard back to the placement to decide again.

@@ -5,6 +5,7 @@ import { decodePayload, encodePayload } from "./codec.js";
 import { ErrorCode, FlowmetalError, type WireError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { CallMessage, CallResult } from "./records.js";
+import { noMetrics, type Metrics } from "./metrics.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
 import { ContentType, Header, InboxKind, type Subjects } from "./subjects.js";
 
@@ -35,6 +36,8 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Called right before each attempt runs (the crash tests inject a kill here). */
   beforeRun?: () => void;
+  /** Where attempts and calls in flight are reported. @default none */
+  metrics?: Metrics;
 }
 
 export interface FunctionWorker extends AsyncDisposable {
@@ -121,6 +124,9 @@ export async function createFunctionWorker(
       return;
     }
     const timeoutMs = call.timeoutMs ?? meta.timeoutMs;
+    const metrics = options.metrics ?? noMetrics;
+    const t0 = performance.now();
+    metrics.callsInFlight(meta.name, 1);
     const ac = new AbortController();
     running.set(call.callId, ac);
     const timer = setTimeout(() => ac.abort(new FlowmetalError(ErrorCode.FunctionTimeout, `attempt ${attempt} of '${meta.name}' took longer than ${timeoutMs} ms`)), timeoutMs);
@@ -137,6 +143,7 @@ export async function createFunctionWorker(
       const output = await Promise.race([Promise.resolve().then(() => impl(call.input, { signal: ac.signal, callId: call.callId, attempt, actor: call.actor })), aborted]);
       await reply(call, { callId: call.callId, output: output ?? null });
       m.ack();
+      metrics.callAttempted(meta.name, "ok", performance.now() - t0);
     } catch (err) {
       const e = errorOf(err, true);
       const last = attempt >= maxAttempts;
@@ -144,17 +151,20 @@ export async function createFunctionWorker(
         const message = last && e.retryable ? `${e.message} (attempt ${attempt} of ${maxAttempts}, giving up)` : e.message;
         await reply(call, { callId: call.callId, error: { ...e, message, retryable: false } });
         m.ack();
+        metrics.callAttempted(meta.name, "failed", performance.now() - t0);
       } else {
         // A failure may say when to come back (an HTTP 429/503's Retry-After): never sooner than that.
         const after = (err as { details?: { retryAfterMs?: unknown } } | null)?.details?.retryAfterMs;
         const delay = Math.max(backoffMs({ ...meta.retry, ...call.retry }, attempt), typeof after === "number" && after > 0 ? after : 0);
         log.info({ fn: meta.name, callId: call.callId, attempt, retryInMs: delay, err: e.message }, "call failed, will retry");
         m.nak(delay);
+        metrics.callAttempted(meta.name, "retry", performance.now() - t0);
       }
     } finally {
       clearTimeout(timer);
       clearInterval(heartbeat);
       running.delete(call.callId);
+      metrics.callsInFlight(meta.name, -1);
     }
   }
 
