@@ -333,12 +333,15 @@ export class ShardRunner {
     }
     const rec = plan.record;
     failpoint("before-append");
-    if (!this.mayAppend(this.shard, this.epoch)) {
-      throw new FlowmetalError(ErrorCode.StaleOwner, `no longer allowed to write shard ${this.shard} at epoch ${this.epoch} (lease expired or ownership moved)`);
-    }
     const appendStarted = performance.now();
     const journalSeq = await persist(
-      () => appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq),
+      () => {
+        // Asked before every attempt: a retry after a slow failure must not outlive the lease.
+        if (!this.mayAppend(this.shard, this.epoch)) {
+          throw new FlowmetalError(ErrorCode.StaleOwner, `no longer allowed to write shard ${this.shard} at epoch ${this.epoch} (lease expired or ownership moved)`);
+        }
+        return appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq);
+      },
       () => this.stopping || this.fenced,
       log,
       "journal append",
