@@ -276,7 +276,8 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       log.warn({ shard, epoch }, "shard fenced off");
     },
     canAppend(shard, epoch) {
-      return leaseValid() && (running.get(shard) === epoch || releasing.get(shard)?.epoch === epoch);
+      if (running.get(shard) !== epoch && releasing.get(shard)?.epoch !== epoch) return false;
+      return leaseValid() ? true : "wait";
     },
     async close() {
       if (closed) return;

@@ -91,7 +91,7 @@ export class ShardRunner {
     readonly epoch: number,
     private readonly deps: HostDeps,
     private readonly onFenced: (shard: number) => void = () => {},
-    private readonly mayAppend: (shard: number, epoch: number) => boolean = () => true,
+    private readonly mayAppend: (shard: number, epoch: number) => boolean | "wait" = () => true,
   ) {}
 
   /** Actors currently held in memory (for metrics and the memory benchmark). */
@@ -337,9 +337,9 @@ export class ShardRunner {
     const journalSeq = await persist(
       () => {
         // Asked before every attempt: a retry after a slow failure must not outlive the lease.
-        if (!this.mayAppend(this.shard, this.epoch)) {
-          throw new FlowmetalError(ErrorCode.StaleOwner, `no longer allowed to write shard ${this.shard} at epoch ${this.epoch} (lease expired or ownership moved)`);
-        }
+        const may = this.mayAppend(this.shard, this.epoch);
+        if (may === "wait") throw new FlowmetalError(ErrorCode.Unavailable, `lease for shard ${this.shard} lapsed; waiting for the next heartbeat`);
+        if (!may) throw new FlowmetalError(ErrorCode.StaleOwner, `shard ${this.shard} at epoch ${this.epoch} is no longer this node's`);
         return appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq);
       },
       () => this.stopping || this.fenced,

@@ -15,6 +15,7 @@ import { silentLogger, type Logger } from "./logger.js";
 import { createFunctionWorker, type FunctionWorker } from "../protocol/worker.js";
 import { failpoint } from "./failpoints.js";
 import { ensureStreams, type StreamOptions } from "./streams.js";
+import type { IndexViewSource } from "./index-projector/view.js";
 
 /** A change in which shards this node owns. */
 export interface ShardEvent {
@@ -35,10 +36,12 @@ export interface Placement {
   /** Told when a runner was fenced off (a newer owner appended, or its lease ran out). */
   fenced?(shard: number, epoch: number): void;
   /**
-   * Asked before every journal append: may this node still write for `shard` at `epoch`? A lease check
-   * (cheap, local): JetStream's fence stays the last word, this only keeps a paused owner from trying.
+   * Asked before every journal append: may this node still write for `shard` at `epoch`? `true`: yes;
+   * `"wait"`: the shard is still this node's but its lease has lapsed (a slow heartbeat), try again shortly;
+   * `false`: ownership moved on. A cheap, local check: JetStream's fence stays the last word, this only keeps
+   * a paused or cut-off owner from trying.
    */
-  canAppend?(shard: number, epoch: number): boolean;
+  canAppend?(shard: number, epoch: number): boolean | "wait";
   /** Called after every runner has stopped at shutdown: give the shards back. */
   close?(): Promise<void>;
 }
@@ -72,6 +75,8 @@ export interface NodeOptions extends StreamOptions {
   log?: Logger;
   /** Where the runtime reports steps, effects, calls and shards (see node/metrics.ts for Prometheus). @default none */
   metrics?: Metrics;
+  /** The actor index that answers `fm.api.list` and `stats` (share one with the admin server). @default opened on the first such request */
+  index?: IndexViewSource;
   /** See {@link HostOptions}. */
   passivateAfterMs?: number;
   maxActiveActors?: number;
@@ -136,7 +141,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const placement = options.placement ?? singleNodePlacement();
   let closing = false;
 
-  const api: ApiService = createApiService({ nc, js, jsm, subjects, programs: loaded.programs, functions: [...loaded.functions.keys()], limits, log });
+  const api: ApiService = createApiService({ nc, js, jsm, subjects, programs: loaded.programs, functions: [...loaded.functions.keys()], limits, log, ...(options.index ? { index: options.index } : {}) });
   const worker: FunctionWorker | undefined =
     options.runFunctions === false || loaded.functions.size === 0
       ? undefined
