@@ -124,12 +124,31 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
 
   async function heartbeat(): Promise<void> {
     const t0 = performance.now();
+    const lapsed = t0 >= leaseUntil;
     const rec: NodeRecord = { name, instance, startedAt, host: hostname(), pid: process.pid, at: Date.now() };
     try {
       const revision = await buckets.nodes.put(name, encode(rec), { timeout: Math.max(500, ttl / 3) });
-      leaseUntil = t0 + ttl / 2;
       const known = nodes.get(name);
       if (!known || known.revision < revision) nodes.set(name, { value: rec, revision });
+      if (lapsed && leaseUntil > 0) {
+        // After a lapse (a pause, a partition) others may have taken shards: read ownership afresh and stop
+        // what is no longer ours before appends may go on.
+        for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) {
+          const shard = Number(k.slice(2));
+          const cur = shards.get(shard);
+          if (!cur || cur.revision < v.revision) shards.set(shard, v);
+        }
+        for (const [s, epoch] of running) {
+          const cur = shards.get(s)?.value;
+          if (!cur || cur.node !== name || cur.instance !== instance || cur.epoch !== epoch) {
+            running.delete(s);
+            log.warn({ shard: s, epoch, owner: cur?.node }, "lease lapsed and the shard moved on, stopping it");
+            emit({ shard: s, epoch, owned: false });
+          }
+        }
+        log.info({ node: name }, "lease regained");
+      }
+      leaseUntil = t0 + ttl / 2;
     } catch (err) {
       log.warn({ node: name, err: String((err as Error).message) }, "heartbeat failed");
     }
