@@ -11,7 +11,19 @@ export interface EffectPublisher {
    * Publishes every effect of `rec`. Safe to call again for the same record (after a crash or a failed
    * attempt): each publish carries `Nats-Msg-Id` = effect id, purges and cancels are idempotent.
    */
-  publish(a: ActorAddress, rec: StepRecord): Promise<void>;
+  publish(a: ActorAddress, rec: StepRecord, options?: { republish?: boolean }): Promise<void>;
+}
+
+/** `[step, index]` of an effect id `<program>.<key>.<step>.<index>`. */
+export function effectPosition(effectId: string): [number, number] | undefined {
+  const parts = effectId.split(".");
+  const step = Number(parts[2]);
+  const index = Number(parts[3]);
+  return parts.length === 4 && Number.isInteger(step) && Number.isInteger(index) ? [step, index] : undefined;
+}
+
+function atOrBefore(x: [number, number], y: [number, number]): boolean {
+  return x[0] < y[0] || (x[0] === y[0] && x[1] <= y[1]);
 }
 
 const json = (v: unknown) => encodePayload(v, "json");
@@ -62,11 +74,24 @@ export function createEffectPublisher(nc: NatsConnection, js: JetStreamClient, j
     }
   }
 
+  /** Position of the actor's last emitted event on `fm.out`, so a republish after a long outage skips what is there. */
+  async function lastEmitted(a: ActorAddress): Promise<[number, number] | undefined> {
+    const m = await jsm.direct.getMessage(subjects.streams.out, { last_by_subj: subjects.out(a) }).catch(() => null);
+    const id = m?.header?.get(Header.Effect);
+    return id ? effectPosition(id) : undefined;
+  }
+
   return {
-    async publish(a, rec) {
+    async publish(a, rec, options = {}) {
       if (rec.effects.length === 0) return;
+      let effects = rec.effects;
+      if (options.republish && effects.some((e) => e.kind === "emit")) {
+        // JetStream dedupes only within its window; emits already on fm.out (they are in order) are skipped.
+        const last = await lastEmitted(a);
+        if (last) effects = effects.filter((e) => e.kind !== "emit" || !atOrBefore(effectPosition(e.id) ?? [Infinity, 0], last));
+      }
       // Publishes on one connection reach the server in order, so they can be in flight together.
-      const results = await Promise.allSettled(rec.effects.map((e) => publishOne(a, e)));
+      const results = await Promise.allSettled(effects.map((e) => publishOne(a, e)));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) {
         throw new FlowmetalError(ErrorCode.Unavailable, `publishing effects of ${formatAddress(a)} step ${rec.step} failed: ${String((failed.reason as Error)?.message ?? failed.reason)}`, { cause: failed.reason });

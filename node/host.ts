@@ -252,8 +252,11 @@ export class ShardRunner {
     switch (kind) {
       case "":
         return { seq: m.seq, kind: "event", event: parseEvent(body) };
-      case InboxKind.Send:
-        return { seq: m.seq, kind: "send", event: parseEvent(body) };
+      case InboxKind.Send: {
+        const from = m.headers?.get(Header.From);
+        const effect = m.headers?.get(Header.Effect);
+        return { seq: m.seq, kind: "send", event: parseEvent(body), ...(from ? { from } : {}), ...(effect ? { effect } : {}) };
+      }
       case InboxKind.Timer: {
         const timer = decodeURIComponent(m.headers?.get(Header.Timer) ?? "");
         const gen = Number(m.headers?.get(Header.TimerGen));
@@ -280,7 +283,7 @@ export class ShardRunner {
       this.deps.log,
       "actor load",
     );
-    if (!last) return { address: e.address, step: 0, seq: 0, journalSeq: 0, snapshot: undefined, timers: {}, calls: {}, last: undefined };
+    if (!last) return { address: e.address, step: 0, seq: 0, journalSeq: 0, snapshot: undefined, timers: {}, calls: {}, senders: {}, last: undefined };
     const r = last.record;
     return {
       address: e.address,
@@ -290,6 +293,7 @@ export class ShardRunner {
       snapshot: r.snapshot ? restoreSnapshot(program.machine, r.snapshot) : undefined,
       timers: r.timers,
       calls: r.calls,
+      senders: r.senders ?? {},
       last: r,
     };
   }
@@ -312,7 +316,7 @@ export class ShardRunner {
     const state = e.state;
     if (m.seq <= state.seq) {
       // Redelivered: the step is in the journal. Its effects may not have gone out before a crash.
-      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!), () => this.stopping || this.fenced, log, "effect publish");
+      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!, { republish: true }), () => this.stopping || this.fenced, log, "effect publish");
       this.deps.metrics.inputSkipped("redelivered");
       m.ack();
       return;

@@ -22,7 +22,8 @@ function inputOf(rec: StepRecord): StepInput {
     const result: CallResult = "error" in ev ? { callId: rec.callId, error: ev.error as WireError } : { callId: rec.callId, output: ev.output };
     return { seq: rec.seq, kind: "result", result };
   }
-  return { seq: rec.seq, kind: rec.kind === "send" ? "send" : "event", event: ev };
+  if (rec.kind === "send") return { seq: rec.seq, kind: "send", event: ev, ...(rec.from ? { from: rec.from } : {}), ...(rec.effect ? { effect: rec.effect } : {}) };
+  return { seq: rec.seq, kind: "event", event: ev };
 }
 
 /**
@@ -46,6 +47,7 @@ export function checkReplay(program: ProgramDefinition, records: readonly StepRe
       snapshot: prev?.snapshot ? restoreSnapshot(program.machine, prev.snapshot) : undefined,
       timers: prev?.timers ?? {},
       calls: prev?.calls ?? {},
+      senders: prev?.senders ?? {},
       last: prev,
     };
     const meta = (rec.event as { $fm?: { time: number } }).$fm;

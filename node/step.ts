@@ -4,6 +4,7 @@ import { createActor, initialTransition, transition, type AnyMachineSnapshot, ty
 import { ErrorCode, FlowmetalError, toWireError, type WireError } from "../protocol/errors.js";
 import type { CallRecord, CallResult, Effect, InputKind, StepOutcome, StepRecord, TimerRecord, WireEvent } from "../protocol/records.js";
 import { formatAddress, parseActorAddress, type ActorAddress } from "../protocol/subjects.js";
+import { effectPosition } from "./effects.js";
 import { functionMetaOf, sendEventType, type ProgramDefinition } from "./program.js";
 
 /** An actor as the node holds it between steps. */
@@ -18,13 +19,17 @@ export interface ActorState {
   snapshot: AnyMachineSnapshot | undefined;
   timers: Record<string, TimerRecord>;
   calls: Record<string, CallRecord>;
+  /** Per sending actor, the position `[step, index]` of the last send taken from it. */
+  senders: Record<string, [number, number]>;
   /** The last record, kept so its effects can be published again after a crash. */
   last: StepRecord | undefined;
 }
 
 /** One input read from the inbox. */
 export type StepInput =
-  | { seq: number; kind: "event" | "send"; event: WireEvent }
+  | { seq: number; kind: "event"; event: WireEvent }
+  /** From another actor: `from` is its address, `effect` the id of the send effect (`<program>.<key>.<step>.<index>`). */
+  | { seq: number; kind: "send"; event: WireEvent; from?: string; effect?: string }
   | { seq: number; kind: "timer"; timer: string; gen: number; event: WireEvent }
   | { seq: number; kind: "result"; result: CallResult };
 
@@ -236,6 +241,17 @@ export function planStep(program: ProgramDefinition, state: ActorState, input: S
   } else {
     event = input.event;
   }
+  // Sends from one actor arrive in the order of its steps; one at or before the last taken is a copy that
+  // outlived JetStream's duplicate window (an effect published again after a long outage): drop it.
+  let senders = state.senders;
+  if (input.kind === "send" && input.from && input.effect) {
+    const pos = effectPosition(input.effect);
+    const seen = state.senders[input.from];
+    if (pos && seen && (pos[0] < seen[0] || (pos[0] === seen[0] && pos[1] <= seen[1]))) {
+      return { kind: "drop", reason: `send ${input.effect} from ${input.from} was already taken` };
+    }
+    if (pos) senders = { ...state.senders, [input.from]: pos };
+  }
   const stamped: WireEvent = { ...event, $fm: { time: ctx.time, step, seq: input.seq } };
 
   let outcome: StepOutcome = "ok";
@@ -310,6 +326,7 @@ export function planStep(program: ProgramDefinition, state: ActorState, input: S
     snapshot: persisted ?? null,
     timers: w.timers,
     calls: w.calls,
+    senders,
     effects,
     version: program.version,
     epoch: ctx.epoch,
@@ -319,6 +336,8 @@ export function planStep(program: ProgramDefinition, state: ActorState, input: S
   if (error) record.error = error;
   if (input.kind === "timer") record.timer = input.timer;
   if (input.kind === "result") record.callId = input.result.callId;
+  if (input.kind === "send" && input.from) record.from = input.from;
+  if (input.kind === "send" && input.effect) record.effect = input.effect;
   return { kind: "step", record, snapshot: next, custom: outcome === "ok" ? w.custom : [] };
 }
 
@@ -330,5 +349,6 @@ export function advance(state: ActorState, record: StepRecord, snapshot: AnyMach
   state.snapshot = snapshot;
   state.timers = record.timers;
   state.calls = record.calls;
+  state.senders = record.senders ?? {};
   state.last = record;
 }

@@ -80,6 +80,9 @@ export interface StepRecord {
   timer?: string;
   /** For `result` inputs: the call the result belongs to. */
   callId?: string;
+  /** For `send` inputs: the sending actor and the id of its send effect. */
+  from?: string;
+  effect?: string;
   outcome: StepOutcome;
   error?: WireError;
   /** State value and status after the step (copied from the snapshot for cheap reading). */
@@ -89,6 +92,8 @@ export interface StepRecord {
   snapshot: unknown;
   timers: Record<string, TimerRecord>;
   calls: Record<string, CallRecord>;
+  /** Per sending actor, `[step, index]` of the last send taken from it (older copies are dropped). */
+  senders?: Record<string, [number, number]>;
   effects: Effect[];
   /** Program version that took the step. */
   version: string;

@@ -49,7 +49,7 @@ export interface FunctionWorker extends AsyncDisposable {
 }
 
 /** `ack_wait` of a function's consumer: workers send in-progress acks every third of it while a call runs. */
-export const workerAckWaitMs = 60_000;
+export const workerAckWaitMs = 15_000;
 
 /** Durable consumer name of a function's workers (dots are not allowed in consumer names). */
 export function workerConsumerName(fn: string): string {

@@ -22,6 +22,8 @@ export interface NodeProcessOptions {
   logFile?: string;
   /** How long to wait for the "ready" line. @default 20000 */
   readyTimeoutMs?: number;
+  /** Extra CLI arguments for `flowmetal node`, before the modules (e.g. `["--replicas", "3"]`). */
+  args?: readonly string[];
 }
 
 export interface NodeExit {
@@ -59,7 +61,7 @@ export async function spawnNode(natsUrl: string, modules: readonly string[], opt
   delete env.FLOWMETAL_FAILPOINTS;
   if (options.failpoints) env.FLOWMETAL_FAILPOINTS = options.failpoints;
   const ttl = options.heartbeatTtlMs !== undefined ? ["--heartbeat-ttl", String(options.heartbeatTtlMs)] : [];
-  const child = spawn(process.execPath, [cli, "node", "--nats", natsUrl, "--name", options.name, ...ttl, ...modules], {
+  const child = spawn(process.execPath, [cli, "node", "--nats", natsUrl, "--name", options.name, ...ttl, ...(options.args ?? []), ...modules], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -70,19 +72,22 @@ export async function spawnNode(natsUrl: string, modules: readonly string[], opt
     err = (err + d.toString()).slice(-8000);
     if (options.logFile) appendFileSync(options.logFile, d);
   });
+  child.once("error", (e) => { err += String(e); });
   const exited = exitOf(child);
   let alive = true;
   void exited.then(() => { alive = false; });
 
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node ${options.name} printed no ready line within ${options.readyTimeoutMs ?? 20_000} ms; stderr: ${err}`)), options.readyTimeoutMs ?? 20_000);
-    child.stdout?.on("data", (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
       if (/flowmetal node \S+ ready/.test(out)) {
         clearTimeout(timer);
+        child.stdout?.off("data", onData);
         resolve();
       }
-    });
+    };
+    child.stdout?.on("data", onData);
     void exited.then((x) => {
       clearTimeout(timer);
       reject(new Error(`node ${options.name} exited before it was ready (code ${x.code}, signal ${x.signal}); stderr: ${err}`));
@@ -132,7 +137,7 @@ export interface UnexpectedExit {
 export interface Supervisor extends AsyncDisposable {
   /** Incarnations that died of SIGKILL without the test asking (failpoints). */
   readonly crashes: number;
-  /** Incarnations the test killed with {@link Supervisor.killCurrent}. */
+  /** Incarnations the test killed with {@link Supervisor.killCurrent} (not counting the kill of {@link Supervisor.stop}). */
   readonly kills: number;
   /** Incarnations started so far. */
   readonly started: number;
@@ -160,6 +165,7 @@ export function superviseNode(natsUrl: string, modules: readonly string[], optio
   const unexpected: UnexpectedExit[] = [];
 
   const record = (name: string, exit: NodeExit, stderr: string, pid: number) => {
+    if (stopped) return; // the supervisor's own kill
     if (exit.signal === "SIGKILL") {
       if (killedByUs.has(pid)) kills++;
       else crashes++;
@@ -177,8 +183,9 @@ export function superviseNode(natsUrl: string, modules: readonly string[], optio
       } catch (err) {
         // Died while starting up: with failpoints armed a step can kill it before it prints "ready".
         const msg = String((err as Error).message);
+        if (stopped) break;
         if (/signal SIGKILL/.test(msg)) crashes++;
-        else if (!stopped) unexpected.push({ name, code: null, signal: null, stderr: msg });
+        else unexpected.push({ name, code: null, signal: null, stderr: msg });
         if (!/signal SIGKILL/.test(msg)) await new Promise((r) => setTimeout(r, 200));
         continue;
       } finally {
