@@ -43,7 +43,9 @@ export async function connectNats(
 ): Promise<NatsConnection> {
   const so = serverOptions(servers);
   try {
-    return await connect({ ...so, name: options.name, ...(options.reconnectForever ? { maxReconnectAttempts: -1 } : {}) });
+    // noAsyncTraces: otherwise every request (each JetStream publish) captures two stack traces up front, which
+    // measured as a fifth of a node's CPU under load.
+    return await connect({ ...so, name: options.name, noAsyncTraces: true, ...(options.reconnectForever ? { maxReconnectAttempts: -1 } : {}) });
   } catch (err) {
     throw new FlowmetalError(ErrorCode.Unavailable, `cannot connect to NATS at ${(so.servers as string[]).join(",")}: ${(err as Error).message}`, { cause: err });
   }
