@@ -86,9 +86,19 @@ export function encodePayload(value: unknown, encoding: Encoding): Uint8Array {
   return encoding === "json" ? utf8Encoder.encode(text) : cborEncode(JSON.parse(text));
 }
 
-/** Encodes a journal record as CBOR, with the same data model as {@link encodePayload}. */
+/**
+ * Encodes a journal record as CBOR, with the same data model as {@link encodePayload} except that
+ * `undefined` fields are kept (XState snapshots have them). The fast path encodes directly and checks the
+ * bytes; anything outside the data model (BigInt, Map, NaN…) goes through JSON like a payload, or throws.
+ */
 export function encodeRecord(value: unknown): Uint8Array {
-  return cborEncode(JSON.parse(toJsonText(value)));
+  const direct = cborEncode(value);
+  try {
+    scanCbor(direct, recordDefaults.maxDepth, "journal record", true);
+    return direct;
+  } catch {
+    return cborEncode(JSON.parse(toJsonText(value)));
+  }
 }
 
 /**
@@ -97,7 +107,7 @@ export function encodeRecord(value: unknown): Uint8Array {
  */
 export function decodeRecord(bytes: Uint8Array, limits: DecodeLimits = recordDefaults): unknown {
   checkSize(bytes, limits, "journal record");
-  return decodeCbor(bytes, limits.maxDepth, "journal record");
+  return decodeCbor(bytes, limits.maxDepth, "journal record", true);
 }
 
 // ---- shared ----
@@ -198,8 +208,8 @@ interface CborScan {
   proto: boolean;
 }
 
-function decodeCbor(bytes: Uint8Array, maxDepth: number, what: string): unknown {
-  const scan = scanCbor(bytes, maxDepth, what);
+function decodeCbor(bytes: Uint8Array, maxDepth: number, what: string, allowUndefined = false): unknown {
+  const scan = scanCbor(bytes, maxDepth, what, allowUndefined);
   try {
     const value: unknown = (scan.proto ? cborMapDecoder : cborDecoder).decode(bytes);
     return scan.dates || scan.proto ? toPlain(value, what) : value;
@@ -233,7 +243,7 @@ function toPlain(value: unknown, what: string): unknown {
  * checks nesting depth, that every declared length fits in the bytes that remain, that the item ends exactly
  * at the end of the buffer, and that it only uses the JSON-like subset {@link decodePayload} documents.
  */
-function scanCbor(b: Uint8Array, maxDepth: number, what: string): CborScan {
+function scanCbor(b: Uint8Array, maxDepth: number, what: string, allowUndefined = false): CborScan {
   const end = b.length;
   const scan: CborScan = { dates: false, proto: false };
   // One entry per open array/map: >= 0 is items left in a definite one, < 0 is -(items seen + 1) in an indefinite one.
@@ -317,7 +327,7 @@ function scanCbor(b: Uint8Array, maxDepth: number, what: string): CborScan {
           const lo = b[at + 2]!;
           const nonFinite = info === 25 ? (hi & 0x7c) === 0x7c : (hi & 0x7f) === 0x7f && (info === 26 ? lo & 0x80 : (lo & 0xf0) === 0xf0);
           if (nonFinite) throw fail(at, "NaN or Infinity; JSON-like data has only finite numbers");
-        } else if (info < 20 || info > 22) throw fail(at, info === 23 ? "undefined; send null instead" : `simple value ${arg}; only false, true and null are accepted`);
+        } else if ((info < 20 || info > 22) && !(allowUndefined && info === 23)) throw fail(at, info === 23 ? "undefined; send null instead" : `simple value ${arg}; only false, true and null are accepted`);
         break;
     }
     finished();

@@ -375,3 +375,18 @@ describe("cbor-x", () => {
     expect(Object.keys(value)).toEqual(["__proto_"]);
   });
 });
+
+describe("journal record encoding", () => {
+  it("keeps undefined fields and decodes what it encodes when the record is plain data", async () => {
+    const { encodeRecord, decodeRecord } = await import("../../protocol/codec.js");
+    const rec = { step: 1, snapshot: { context: { a: 1, b: undefined }, children: {} }, when: new Date(0) };
+    expect(decodeRecord(encodeRecord(rec))).toEqual({ step: 1, snapshot: { context: { a: 1, b: undefined }, children: {} }, when: "1970-01-01T00:00:00.000Z" });
+  });
+
+  it("goes through JSON for what CBOR-as-JSON cannot carry, and refuses what JSON cannot either", async () => {
+    const { encodeRecord, decodeRecord } = await import("../../protocol/codec.js");
+    expect(decodeRecord(encodeRecord({ m: new Map([[1, 2]]), x: Number.NaN }))).toEqual({ m: {}, x: null });
+    expect(decodeRecord(encodeRecord({ small: 10n }))).toEqual({ small: 10 });
+    expect(() => encodeRecord({ big: 2n ** 70n })).toThrow(/cannot be encoded/);
+  });
+});
