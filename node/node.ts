@@ -77,10 +77,13 @@ export interface NodeOptions extends StreamOptions {
   metrics?: Metrics;
   /** The actor index that answers `fm.api.list` and `stats` (share one with the admin server). @default opened on the first such request */
   index?: IndexViewSource;
-  /** See {@link HostOptions}. */
+  /** Idle actors are dropped from memory after this long. @default 30000 */
   passivateAfterMs?: number;
+  /** At most this many actors in memory on this node (spread over its shards); idle ones go first. @default 10000 */
   maxActiveActors?: number;
+  /** Inbox messages in flight per shard. @default 512 */
   maxInFlight?: number;
+  /** Inbox ack wait: an unacked input is redelivered after it. @default 60000 */
   ackWaitMs?: number;
 }
 
@@ -129,7 +132,8 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
   const hostOptions: HostOptions = {
     node: name,
     passivateAfterMs: options.passivateAfterMs ?? 30_000,
-    maxActiveActors: options.maxActiveActors ?? 10_000,
+    // The option is per node; each shard runner keeps its share.
+    maxActiveActors: Math.max(1, Math.ceil((options.maxActiveActors ?? 10_000) / shards)),
     maxInFlight: options.maxInFlight ?? 512,
     ackWaitMs: options.ackWaitMs ?? 60_000,
     limits,
@@ -164,6 +168,10 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
       await current.drain();
       metrics.shardRunning(ev.shard, false);
       placement.released?.(ev.shard, current.epoch);
+    } else if (!current && !ev.owned) {
+      // No runner (its start failed, or it was fenced): nothing is in flight, so the shard can be let go now.
+      // Without this a handoff asked for while the runner was starting would wait for a release that never comes.
+      placement.released?.(ev.shard, ev.epoch);
     }
     if (ev.owned && !runners.has(ev.shard) && !closing) {
       const r = new ShardRunner(ev.shard, ev.epoch, deps, onFenced, placement.canAppend ? (sh, ep) => placement.canAppend!(sh, ep) : undefined);
