@@ -6,7 +6,15 @@
 //   node dist/test/bench/run.js --quick  smaller counts, to smoke-test the script (results go to a temp file)
 //
 // Counts can be overridden with BENCH_* variables (see `config` below); BENCH_OUT sets the results file.
-import { execFile, fork } from "node:child_process";
+//
+// What it measures, in order: raw acknowledged publishes (sync and pipelined) and, for reference, the JetStream
+// I/O of a step without Flowmetal (skeleton.ts); one actor driven by sequential asks; many actors in parallel
+// (live load from another process ×3, live load from this process, and a backlog drained by a fresh node); the
+// first step after resume for a short and a long history; memory of a node that took one step for each of many
+// actors, before and after they passivate (in a child process run with --expose-gc, so GC can be forced).
+// Besides rates it records CPU time of this process and of nats-server per operation, which other load on
+// the machine disturbs less than it disturbs rates.
+import { execFile, fork, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -63,6 +71,8 @@ const config = {
 const subjects = createSubjects();
 const INC = new TextEncoder().encode(JSON.stringify({ type: "INC" }));
 const inbox = (key: string) => `fm.in.counter.${key}`;
+/** Publish options for the load: a long timeout, so a machine busy with other work slows the run instead of failing it. */
+const slack = { timeout: 30_000 };
 
 async function logCount(jsm: JetStreamManager): Promise<number> {
   return (await jsm.streams.info(subjects.streams.journal)).state.messages;
@@ -87,17 +97,17 @@ async function benchRaw(js: JetStreamClient, jsm: JetStreamManager, url: string)
   await jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], storage: StorageType.File, retention: RetentionPolicy.Limits, num_replicas: 1 });
   const subject = (i: number) => `bench.raw.k${i % 1000}`;
   // Warm-up: connections, JIT, the stream's first blocks.
-  await pipelined(2_000, config.window, (i) => js.publish(subject(i), INC));
+  await pipelined(2_000, config.window, (i) => js.publish(subject(i), INC, slack));
 
   let t = performance.now();
-  for (let i = 0; i < config.rawSync; i++) await js.publish(subject(i), INC);
+  for (let i = 0; i < config.rawSync; i++) await js.publish(subject(i), INC, slack);
   const syncPerSec = config.rawSync / ((performance.now() - t) / 1000);
 
   const runs: number[] = [];
   const cpu = cpuMeter();
   for (let r = 0; r < 3; r++) {
     t = performance.now();
-    await pipelined(config.rawPipelined, config.window, (i) => js.publish(subject(i), INC));
+    await pipelined(config.rawPipelined, config.window, (i) => js.publish(subject(i), INC, slack));
     runs.push(config.rawPipelined / ((performance.now() - t) / 1000));
   }
   const pipelinedCpu = cpu();
@@ -105,9 +115,9 @@ async function benchRaw(js: JetStreamClient, jsm: JetStreamManager, url: string)
   // For reference: the same with nats.js default options (async stack traces on), as createNode connects today.
   const ncDefault = await connect({ servers: url, name: "bench-defaults" });
   const jsDefault = jetstream(ncDefault);
-  await pipelined(2_000, config.window, (i) => jsDefault.publish(subject(i), INC));
+  await pipelined(2_000, config.window, (i) => jsDefault.publish(subject(i), INC, slack));
   t = performance.now();
-  await pipelined(config.rawPipelined, config.window, (i) => jsDefault.publish(subject(i), INC));
+  await pipelined(config.rawPipelined, config.window, (i) => jsDefault.publish(subject(i), INC, slack));
   const defaultsPerSec = config.rawPipelined / ((performance.now() - t) / 1000);
   await ncDefault.close();
 
@@ -171,7 +181,7 @@ async function benchParallel(url: string, jsm: JetStreamManager, js: JetStreamCl
     cpu = cpuMeter();
     t0 = performance.now();
     // Round-robin over the actors, like independent senders would.
-    await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % actors}`), INC));
+    await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % actors}`), INC, slack));
     publishMs = performance.now() - t0;
   }
   const tDone = await waitForLog(jsm, base + total, `${total} steps`, 300_000);
@@ -193,12 +203,32 @@ async function benchParallel(url: string, jsm: JetStreamManager, js: JetStreamCl
   };
 }
 
+/** Child processes alive right now: killed (by their pid) if the run fails or one of them hangs. */
+const children = new Set<ChildProcess>();
+
+function forkChild(args: string[], env: NodeJS.ProcessEnv, execArgv: string[], timeoutMs: number): ChildProcess {
+  const child = fork(fileURLToPath(import.meta.url), args, { execArgv, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.add(child);
+  const timer = setTimeout(() => {
+    console.error(`bench: child ${args.join(" ")} still running after ${timeoutMs} ms, killing it`);
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  timer.unref();
+  child.once("exit", () => {
+    clearTimeout(timer);
+    children.delete(child);
+  });
+  return child;
+}
+
 /** A child process that publishes the parallel run's events when told to go; `go()` resolves with its publish time. */
 async function startLoadChild(url: string, prefix: string, total: number): Promise<{ go(): Promise<number> }> {
-  const child = fork(fileURLToPath(import.meta.url), ["--load-child"], {
-    env: { ...process.env, BENCH_NATS_URL: url, BENCH_LOAD_PREFIX: prefix, BENCH_LOAD_TOTAL: String(total), BENCH_ACTORS: String(config.actors), BENCH_WINDOW: String(config.window) },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  const child = forkChild(
+    ["--load-child"],
+    { BENCH_NATS_URL: url, BENCH_LOAD_PREFIX: prefix, BENCH_LOAD_TOTAL: String(total), BENCH_ACTORS: String(config.actors), BENCH_WINDOW: String(config.window) },
+    [],
+    300_000,
+  );
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   const next = () =>
     new Promise<{ ready?: true; publishMs?: number }>((resolvePromise, reject) => {
@@ -228,7 +258,7 @@ async function runLoadChild(): Promise<void> {
   process.send?.({ ready: true });
   await go;
   const t0 = performance.now();
-  await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % config.actors}`), INC));
+  await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % config.actors}`), INC, slack));
   process.send?.({ publishMs: performance.now() - t0 });
   await nc.close();
   process.disconnect?.();
@@ -243,7 +273,7 @@ async function benchBacklog(url: string, js: JetStreamClient, jsm: JetStreamMana
   const { actors, perActor } = config;
   const total = actors * perActor;
   await oldNode.drain();
-  await pipelined(total, config.window, (i) => js.publish(inbox(`q${i % actors}`), INC));
+  await pipelined(total, config.window, (i) => js.publish(inbox(`q${i % actors}`), INC, slack));
   const base = await logCount(jsm);
   const cpu = cpuMeter();
   const t0 = performance.now();
@@ -267,7 +297,7 @@ async function checkCount(client: Client, actor: string, expected: number): Prom
 
 async function buildHistory(js: JetStreamClient, jsm: JetStreamManager, key: string, steps: number): Promise<number> {
   const t = performance.now();
-  await pipelined(steps, config.window, () => js.publish(inbox(key), INC));
+  await pipelined(steps, config.window, () => js.publish(inbox(key), INC, slack));
   const a = parseActorAddress(`counter/${key}`);
   await until(async () => ((await readLast(jsm, subjects, a))?.record.step ?? 0) >= steps, `${steps} steps of ${key}`, 600_000, 25);
   return (performance.now() - t) / 1000;
@@ -379,17 +409,18 @@ async function runMemoryChild(): Promise<void> {
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const node = await createNode({ servers: url, modules: [benchCounter], passivateAfterMs: config.memPassivateMs, name: "bench-memory" });
+  let sampler: NodeJS.Timeout | undefined;
   try {
     await new Promise((r) => setTimeout(r, 200));
     const baseline = memory();
     const base = await logCount(jsm);
     let peak = { ...memory(false), activeActors: 0 };
-    const sampler = setInterval(() => {
+    sampler = setInterval(() => {
       const a = node.activeActors();
       if (a > peak.activeActors) peak = { ...memory(false), activeActors: a };
     }, 250);
     const t0 = performance.now();
-    await pipelined(n, config.window, (i) => js.publish(inbox(`m${i}`), INC));
+    await pipelined(n, config.window, (i) => js.publish(inbox(`m${i}`), INC, slack));
     const tDone = await waitForLog(jsm, base + n, `${n} actors created`, 600_000);
     clearInterval(sampler);
     const createSeconds = (tDone - t0) / 1000;
@@ -414,16 +445,15 @@ async function runMemoryChild(): Promise<void> {
     };
     process.send?.(result);
   } finally {
+    clearInterval(sampler);
     await node.drain();
     await nc.close();
   }
 }
 
 function benchMemory(url: string): Promise<MemoryResult> {
-  const script = fileURLToPath(import.meta.url);
   return new Promise((resolvePromise, reject) => {
-    const args = ["--memory-child", ...(quick ? ["--quick"] : [])];
-    const child = fork(script, args, { execArgv: ["--expose-gc"], env: { ...process.env, BENCH_NATS_URL: url }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = forkChild(["--memory-child", ...(quick ? ["--quick"] : [])], { BENCH_NATS_URL: url }, ["--expose-gc"], 600_000);
     let result: MemoryResult | undefined;
     child.on("message", (m) => (result = m as MemoryResult));
     child.on("error", reject);
@@ -453,8 +483,8 @@ async function main(): Promise<void> {
   let client: Client | undefined;
   let node: FlowmetalNode | undefined;
   try {
-    // The load generator uses the cheapest client settings: nats.js otherwise builds two Error objects
-    // (stack traces) per request, which costs more CPU than the publish itself.
+    // The load generator uses the cheapest client settings: by default nats.js builds two Error objects (with
+    // stack traces) per request, about a third of its CPU per publish (see the "default options" row).
     nc = await connect({ servers: server.url, name: "bench", noAsyncTraces: true });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
@@ -469,9 +499,9 @@ async function main(): Promise<void> {
     const single = await benchSingle(client);
     console.log("3/5 many actors in parallel (live load, then a backlog)…");
     // Warm the node's code paths for many actors, then three measured runs with the load from another process.
-    await pipelined(2_000, config.window, (i) => js.publish(inbox(`w${i % 200}`), INC));
+    await pipelined(2_000, config.window, (i) => js.publish(inbox(`w${i % 200}`), INC, slack));
     await until(async () => (await jsm.streams.info(subjects.streams.inbox)).state.messages === 0, "warm-up steps", 60_000);
-    const parallelRuns = [];
+    const parallelRuns: Awaited<ReturnType<typeof benchParallel>>[] = [];
     for (const prefix of ["pa", "pb", "pc"]) parallelRuns.push(await benchParallel(server.url, jsm, js, client, prefix, true));
     const parallel = [...parallelRuns].sort((a, b) => a.stepsPerSec - b.stepsPerSec)[1]!;
     const parallelSame = await benchParallel(server.url, jsm, js, client, "s", false);
@@ -572,6 +602,7 @@ async function main(): Promise<void> {
     await writeFile(out, JSON.stringify(results, null, 2) + "\n");
     console.log(`Wrote ${out} (${results.durationSeconds} s; load average before ${loadBefore.join(" ")}, after ${results.env.loadAvgAfter.join(" ")})`);
   } finally {
+    for (const child of children) child.kill("SIGKILL");
     await node?.drain().catch(() => undefined);
     await client?.close().catch(() => undefined);
     await nc?.close().catch(() => undefined);
@@ -581,7 +612,7 @@ async function main(): Promise<void> {
 if (memoryChild || loadChild) {
   (memoryChild ? runMemoryChild() : runLoadChild()).catch((err: unknown) => {
     console.error(err);
-    process.exitCode = 1;
+    process.exit(1);
   });
 } else {
   main().then(
