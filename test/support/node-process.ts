@@ -3,8 +3,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cli = fileURLToPath(new URL("../../dist/node/cli/main.js", import.meta.url));
+// Run from source (vitest) or compiled into dist/test/support (the benchmark): find the project root either way.
+const compiled = import.meta.url.includes("/dist/test/support/");
+const root = fileURLToPath(new URL(compiled ? "../../.." : "../..", import.meta.url));
+const cli = fileURLToPath(new URL("dist/node/cli/main.js", `file://${root.endsWith("/") ? root : `${root}/`}`));
 
 export interface NodeProcessOptions {
   /** Node name (recorded in every step it writes). */
