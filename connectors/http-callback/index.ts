@@ -102,7 +102,7 @@ export async function createHttpCallbackConnector(options: HttpCallbackOptions):
   const own = !options.nc;
   const nc = options.nc ?? (await connectNats(options.servers, { name: "flowmetal-http-callback", reconnectForever: true }));
   const js: JetStreamClient = jetstream(nc);
-  const app = fastify({ bodyLimit: maxBody, logger: false, maxParamLength: 2048 });
+  const app = fastify({ bodyLimit: maxBody, logger: false, routerOptions: { maxParamLength: 2048 } });
   let publicUrl = options.publicUrl?.replace(/\/+$/, "");
 
   async function persist(actor: string, event: Record<string, unknown>, msgId: string): Promise<{ seq: number; duplicate: boolean }> {
