@@ -5,7 +5,9 @@ import { decodePayload, encodePayload, type DecodeLimits } from "../protocol/cod
 import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
 import { parseEvent } from "../protocol/events.js";
 import type { ActorView, ApiReply, HistoryPage, HistoryStep, SendResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
-import { ApiVerb, ContentType, Header, formatAddress, parseActorAddress, type ActorAddress, type Subjects } from "../protocol/subjects.js";
+import { ApiVerb, ContentType, Header, formatAddress, parseActorAddress, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
+import { lazyIndexView, type IndexViewSource, type ListResult, type ProgramStats } from "./index-projector/view.js";
+import type { IndexLag } from "./index-projector/lag.js";
 import { findStepByInboxSeq, readAll, readLast, readRecords } from "./journal.js";
 import { toHistoryStep, toNotice, toView } from "./views.js";
 import type { Logger } from "./logger.js";
@@ -20,6 +22,8 @@ export interface ApiDeps {
   functions: readonly string[];
   limits: DecodeLimits;
   log: Logger;
+  /** The actor index for `list` and `stats`. @default opened by the service on the first such request */
+  index?: IndexViewSource;
 }
 
 export interface ApiService {
@@ -134,11 +138,30 @@ export function createApiService(deps: ApiDeps): ApiService {
     return res;
   }
 
+  const ownIndex = deps.index ? undefined : lazyIndexView({ nc, prefix: subjects.prefix, log });
+  const index = deps.index ?? ownIndex!;
+
+  async function list(body: Body): Promise<ListResult> {
+    const program = parseProgramName(field<string>(body, "program", "string", true));
+    const limit = field<number>(body, "limit", "number", false) ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FlowmetalError(ErrorCode.BadRequest, `limit must be an integer from 1 to 1000, got ${limit}`);
+    const view = await index.get();
+    return view.list({ program, limit, state: field<string>(body, "state", "string", false), status: field<string>(body, "status", "string", false), after: field<string>(body, "after", "string", false) });
+  }
+
+  async function stats(body: Body): Promise<ProgramStats & { lag: IndexLag }> {
+    const program = parseProgramName(field<string>(body, "program", "string", true));
+    const view = await index.get();
+    return { ...view.stats(program), lag: await view.lag() };
+  }
+
   const handlers: Record<string, (body: Body) => Promise<unknown>> = {
     [ApiVerb.Send]: send,
     [ApiVerb.Ask]: ask,
     [ApiVerb.Get]: get,
     [ApiVerb.History]: history,
+    [ApiVerb.List]: list,
+    [ApiVerb.Stats]: stats,
     [ApiVerb.Programs]: async () => ({
       programs: [...programs.values()].map((p) => ({ name: p.name, version: p.version, description: p.description ?? null })),
       functions: deps.functions,
@@ -165,6 +188,7 @@ export function createApiService(deps: ApiDeps): ApiService {
   return {
     async drain() {
       await Promise.allSettled(subs.map((s) => s.drain()));
+      await ownIndex?.close();
     },
   };
 }

@@ -95,6 +95,8 @@ export const ApiVerb = {
   Get: "get",
   History: "history",
   Programs: "programs",
+  List: "list",
+  Stats: "stats",
   Cluster: "cluster",
   Move: "move",
   Unpin: "unpin",

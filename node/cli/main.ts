@@ -16,20 +16,25 @@ import { readAll } from "../journal.js";
 import { loadModules } from "../loader.js";
 import { createLogger } from "../logger.js";
 import { checkReplay } from "../replay.js";
+import { lsCommand, prepareObservability, statsCommand } from "./admin.js";
 
 const usage = `flowmetal — durable XState programs on NATS JetStream
 
 usage:
-  flowmetal dev [--port 4222] [--callback-port 8788] [--allow host:port]… [--data .flowmetal] <modules…>
-                                                                 private nats-server, a node and the connectors, for one machine
-  flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] [--heartbeat-ttl MS] <modules…>
-                                                                 join the cluster: own shards, take over dead nodes' shards
+  flowmetal dev [--port 4222] [--callback-port 8788] [--http-port 8787] [--allow host:port]… [--data .flowmetal] <modules…>
+                                                                 private nats-server, a node, the connectors and the web UI, for one machine
+  flowmetal node [--nats URL] [--name N] [--shards N] [--replicas N] [--heartbeat-ttl MS] [--http-port N [--http-host H]] <modules…>
+                                                                 join the cluster: own shards, take over dead nodes' shards; with
+                                                                 --http-port, the admin API, web UI and /metrics (tokens: $FLOWMETAL_ADMIN_TOKEN, $FLOWMETAL_READ_TOKEN)
   flowmetal send <program/key> '<event JSON>' [--msg-id ID]      durably accept an event
   flowmetal ask <program/key> '<event JSON>' [--msg-id ID] [--timeout MS]
                                                                  send and wait for the step's outcome
   flowmetal get <program/key>                                    current state
   flowmetal history <program/key> [--at N] [--after CURSOR] [--limit N] [--json]
   flowmetal replay <program/key> <modules…>                      re-run the journal through the program
+  flowmetal ls <program> [--state S] [--status active|done] [--after KEY] [--limit N] [--json]
+                                                                 actors from the index, by state and status
+  flowmetal stats <program> [--json]                             how many actors are in each state
   flowmetal connector http-request [--allow host[:port]|cidr]…   HTTP calls for programs (private addresses refused)
   flowmetal connector http-callback [--port 8788] [--host 127.0.0.1] [--public-url URL]
                                                                  webhooks into actors (secret: $FLOWMETAL_CALLBACK_SECRET)
@@ -62,6 +67,10 @@ const options = {
   limit: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  "http-port": { type: "string" },
+  "http-host": { type: "string" },
+  state: { type: "string" },
+  status: { type: "string" },
 } as const;
 
 function out(s: string): void {
@@ -139,7 +148,7 @@ function waitForSignal(): Promise<string> {
   });
 }
 
-async function startNode(modules: string[], url: string, v: Record<string, unknown>, log: ReturnType<typeof createLogger>) {
+async function startNode(modules: string[], url: string, v: Record<string, unknown>, log: ReturnType<typeof createLogger>, extra: Record<string, unknown> = {}) {
   if (modules.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "give at least one module with programs, e.g. examples/order.ts");
   const loaded = await loadModules(modules);
   const { createClusterNode } = await import("../../cluster/index.js");
@@ -155,6 +164,7 @@ async function startNode(modules: string[], url: string, v: Record<string, unkno
       ? { heartbeatTtlMs: int("heartbeat-ttl", String(v["heartbeat-ttl"] ?? process.env.FLOWMETAL_HEARTBEAT_TTL_MS)) }
       : {}),
     log,
+    ...extra,
   });
   out(`flowmetal node ${node.name} ready on ${url}`);
   out(`  programs: ${node.programs.join(", ") || "none"}`);
@@ -197,7 +207,11 @@ async function main(argv: string[]): Promise<void> {
       const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
       const stack: { drain(): Promise<void> }[] = [{ drain: () => server.stop() }];
       try {
-        stack.push(await startNode(pos, server.url, { ...v, name: v.name ?? "dev" }, log));
+        const obs = await prepareObservability(server.url, prefix, log);
+        stack.push(obs);
+        const node = await startNode(pos, server.url, { ...v, name: v.name ?? "dev" }, log, obs.nodeOptions);
+        stack.push(node);
+        const ui = await obs.start({ node, modules: pos, http: { port: int("http-port", v["http-port"]) ?? 8787, host: v["http-host"] } });
         const cbPort = int("callback-port", v["callback-port"]) ?? 8788;
         const cb = await startCallbackConnector(server.url, { port: String(cbPort) }, log, process.env.FLOWMETAL_CALLBACK_SECRET ?? (await devSecret(dataDir)));
         stack.push(cb);
@@ -205,6 +219,7 @@ async function main(argv: string[]): Promise<void> {
         const allowed = allowList(v);
         stack.push(await startRequestConnector(server.url, v, log));
         out(`http request connector ready (SSRF protection on${allowed.length ? `; allowed: ${allowed.join(", ")}` : "; open local services with --allow host:port"})`);
+        out(`web UI, admin API and /metrics on ${ui}`);
         out(`try: flowmetal ask order/o-17 '{"type":"PLACE","amountCents":4213,"shipWithinMs":60000}'   or   nats req fm.in.<program>.<key> '{"type":"..."}'`);
       } catch (err) {
         for (const r of stack.reverse()) await r.drain().catch(() => undefined);
@@ -218,9 +233,22 @@ async function main(argv: string[]): Promise<void> {
     case "node": {
       configureFailpoints(process.env.FLOWMETAL_FAILPOINTS);
       const log = createLogger({ level: process.env.FLOWMETAL_LOG_LEVEL ?? "info" });
-      const node = await startNode(pos, await natsUrl(v.nats), v, log);
+      const url = await natsUrl(v.nats);
+      const obs = await prepareObservability(url, prefix, log, int("replicas", v.replicas));
+      const node = await startNode(pos, url, v, log, obs.nodeOptions).catch(async (err: unknown) => {
+        await obs.drain();
+        throw err;
+      });
+      const httpPort = int("http-port", v["http-port"] ?? process.env.FLOWMETAL_HTTP_PORT);
+      const ui = await obs.start({ node, modules: pos, http: httpPort === undefined ? undefined : { port: httpPort, host: v["http-host"] ?? process.env.FLOWMETAL_HTTP_HOST } }).catch(async (err: unknown) => {
+        await obs.drain();
+        await node.drain();
+        throw err;
+      });
+      if (ui) out(`  web UI, admin API and /metrics on ${ui}`);
       const sig = await waitForSignal();
       log.info({ signal: sig }, "draining");
+      await obs.drain();
       await node.drain();
       return;
     }
@@ -292,6 +320,15 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       throw new FlowmetalError(ErrorCode.BadRequest, `unknown connector '${which ?? ""}' (available: http-request, http-callback)`);
+    }
+    case "ls":
+    case "stats": {
+      const program = pos[0];
+      if (!program) throw new FlowmetalError(ErrorCode.BadRequest, `usage: flowmetal ${cmd} <program>${cmd === "ls" ? " [--state S] [--status S]" : ""}`);
+      await using fm = await createClient({ servers: await natsUrl(v.nats), ...(prefix ? { prefix } : {}) });
+      if (cmd === "ls") await lsCommand(fm, program, { state: v.state, status: v.status, after: v.after, limit: int("limit", v.limit), json: v.json });
+      else await statsCommand(fm, program, v.json);
+      return;
     }
     case "cluster":
     case "move":

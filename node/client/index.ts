@@ -50,6 +50,36 @@ export interface MoveResult {
   actors: number;
 }
 
+/** One actor as the actor index knows it (`list`). */
+export interface IndexedActor {
+  actor: string;
+  program: string;
+  key: string;
+  value: unknown;
+  status: string;
+  step: number;
+  updated: number;
+}
+
+/** A page of `list`, ordered by key; pass `next` as `after` for the following page. */
+export interface ActorPage {
+  program: string;
+  actors: IndexedActor[];
+  /** Actors matching the filters, over all pages. */
+  total: number;
+  next?: string;
+}
+
+/** What `stats` returns: actors per state node (dotted path; an actor also counts in each ancestor) and status. */
+export interface ProgramStats {
+  program: string;
+  total: number;
+  states: Record<string, number>;
+  statuses: Record<string, number>;
+  /** How far the index is behind the journal, in records. */
+  lag: { records: number; lastSeq: number; projectedSeq: number; running: boolean };
+}
+
 /** What `ask` returns: the outcome of the step that took the event. */
 export interface AskResult extends StateNotice {
   duplicate: boolean;
@@ -74,6 +104,10 @@ export interface Client extends AsyncDisposable {
   move(target: string, node: string, timeoutMs?: number): Promise<MoveResult>;
   /** Starts draining `node` (or with `undo`, stops): its shards move to other nodes. */
   drain(node: string, options?: { undo?: boolean }): Promise<{ node: string; draining: boolean; shardsLeft: number[] }>;
+  /** Actors of a program from the actor index, filtered by state (dotted path) and status, paged by key. */
+  list(program: string, options?: { state?: string; status?: string; after?: string; limit?: number }): Promise<ActorPage>;
+  /** How many actors of a program are in each state and status, from the actor index. */
+  stats(program: string): Promise<ProgramStats>;
   /** Programs and functions the serving node has loaded. */
   programs(): Promise<{ programs: { name: string; version: string; description: string | null }[]; functions: string[] }>;
   close(): Promise<void>;
@@ -119,6 +153,8 @@ export async function createClient(options: ClientOptions = {}): Promise<Client>
     get: (actor) => call(ApiVerb.Get, { actor }),
     history: (actor, o = {}) => call(ApiVerb.History, { actor, ...o }),
     programs: () => call(ApiVerb.Programs, {}),
+    list: (program, o = {}) => call(ApiVerb.List, { program, ...o }),
+    stats: (program) => call(ApiVerb.Stats, { program }),
     cluster: () => call(ApiVerb.Cluster, {}),
     move: (target, node, timeoutMs) => call(ApiVerb.Move, { target, node, ...(timeoutMs ? { timeoutMs } : {}) }, (timeoutMs ?? 30_000) + 5_000),
     drain: (node, o = {}) => call(ApiVerb.Drain, { node, undo: o.undo === true }),
