@@ -8,7 +8,7 @@ import type { ActorView, ApiReply, HistoryPage, HistoryStep, SendResult, StateNo
 import { ApiVerb, ContentType, Header, formatAddress, parseActorAddress, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
 import { lazyIndexView, type IndexViewSource, type ListResult, type ProgramStats } from "./index-projector/view.js";
 import type { IndexLag } from "./index-projector/lag.js";
-import { findStepByInboxSeq, readAll, readLast, readRecords } from "./journal.js";
+import { findRecord, findStepByInboxSeq, readLast, readRecords } from "./journal.js";
 import { toHistoryStep, toNotice, toView } from "./views.js";
 import type { Logger } from "./logger.js";
 import type { ProgramDefinition } from "./program.js";
@@ -125,9 +125,8 @@ export function createApiService(deps: ApiDeps): ApiService {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FlowmetalError(ErrorCode.BadRequest, `limit must be an integer from 1 to 1000, got ${limit}`);
     const at = field<number>(body, "at", "number", false);
     if (at !== undefined) {
-      for await (const r of readAll(jsm, subjects, a)) {
-        if (r.record.step === at) return { actor: formatAddress(a), steps: [toHistoryStep(r.record)] };
-      }
+      const rec = await findRecord(jsm, subjects, a, "step", at);
+      if (rec) return { actor: formatAddress(a), steps: [toHistoryStep(rec)] };
       throw new FlowmetalError(ErrorCode.BadRequest, `actor ${formatAddress(a)} has no step ${at}`);
     }
     const after = field<number>(body, "after", "number", false) ?? 0;

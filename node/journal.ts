@@ -88,33 +88,40 @@ function isNotFound(err: unknown): boolean {
 }
 
 /**
- * Finds the step that consumed inbox sequence `inboxSeq`, by binary search over the actor's journal (inbox
- * sequences grow with steps): O(log n) reads however long the history.
+ * Finds the record whose `field` (step or inbox sequence, both grow along the journal) equals `value`, by
+ * binary search over the actor's journal: O(log n) direct reads however long the history.
  */
-export async function findStepByInboxSeq(
+export async function findRecord(
   jsm: JetStreamManager,
   subjects: Subjects,
   a: ActorAddress,
-  inboxSeq: number,
+  field: "step" | "seq",
+  value: number,
 ): Promise<StepRecord | undefined> {
   const last = await readLast(jsm, subjects, a);
-  if (!last || last.record.seq < inboxSeq) return undefined;
-  if (last.record.seq === inboxSeq) return last.record;
+  if (!last || last.record[field] < value) return undefined;
+  if (last.record[field] === value) return last.record;
   // Invariant: the wanted record, if any, has a stream sequence in [lo, hi].
   let lo = 1;
   let hi = last.seq;
   while (lo <= hi) {
     const mid = Math.floor((lo + hi) / 2);
+    // The first record of this actor at or after stream sequence `mid`.
     const [r] = await readRecords(jsm, subjects, a, mid - 1, 1);
     if (!r || r.seq > hi) {
       hi = mid - 1;
       continue;
     }
-    if (r.record.seq === inboxSeq) return r.record;
-    if (r.record.seq < inboxSeq) lo = r.seq + 1;
+    if (r.record[field] === value) return r.record;
+    if (r.record[field] < value) lo = r.seq + 1;
     else hi = mid - 1;
   }
   return undefined;
+}
+
+/** The step that consumed inbox sequence `inboxSeq`. */
+export function findStepByInboxSeq(jsm: JetStreamManager, subjects: Subjects, a: ActorAddress, inboxSeq: number): Promise<StepRecord | undefined> {
+  return findRecord(jsm, subjects, a, "seq", inboxSeq);
 }
 
 /** Every record of an actor, page by page. */
