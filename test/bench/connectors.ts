@@ -1,5 +1,8 @@
 // test/bench/connectors.ts — round trips through connectors: a program invoking a no-op function, and an HTTP callback POST → next state.
-import { mkdir, writeFile } from "node:fs/promises";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { jetstream } from "@nats-io/jetstream";
 import { connect, headers } from "@nats-io/transport-node";
@@ -7,7 +10,7 @@ import { assign, setup } from "xstate";
 import { createHttpCallbackConnector } from "../../connectors/http-callback/index.js";
 import { httpCallback } from "../../node/connector-refs.js";
 import { createNode } from "../../node/node.js";
-import { defineFunction, defineProgram } from "../../node/program.js";
+import { defineFunction, defineProgram, functionRef } from "../../node/program.js";
 import type { StateNotice } from "../../protocol/records.js";
 import { startNatsServer } from "../support/nats-server.js";
 import { fmt, percentile, round, table } from "./util.js";
@@ -16,18 +19,21 @@ const quick = process.argv.includes("--quick");
 const N = quick ? 100 : 500;
 
 const noop = defineFunction("bench.noop", async (input: unknown) => input, { retry: { maxAttempts: 1 }, timeoutMs: 5000 });
+/** Served by the Go program of test/interop/go (written only against PROTOCOL.md). */
+const goSum = functionRef("interop.go.sum", { retry: { maxAttempts: 1 }, timeoutMs: 5000 });
 
 /** GO → calls the no-op function → back to idle; CB → mints a callback URL and waits for the POST. */
 const roundtrip = defineProgram({
   name: "roundtrip",
   version: "1",
-  machine: setup({ actors: { noop, httpCallback } }).createMachine({
+  machine: setup({ actors: { noop, goSum, httpCallback } }).createMachine({
     id: "roundtrip",
     initial: "idle",
     context: { url: "" },
     states: {
-      idle: { on: { GO: "calling", CB: "minting" } },
+      idle: { on: { GO: "calling", GOGO: "callingGo", CB: "minting" } },
       calling: { invoke: { src: "noop", input: {}, onDone: "idle" } },
+      callingGo: { invoke: { src: "goSum", input: { numbers: [1, 2], mode: "ok" }, onDone: "idle" } },
       minting: { invoke: { src: "httpCallback", input: { event: "HOOK" }, onDone: { target: "waiting", actions: assign({ url: ({ event }) => event.output.url }) } } },
       waiting: { on: { HOOK: "idle" } },
     },
@@ -67,6 +73,29 @@ async function main(): Promise<void> {
     if (i >= 20) fn.push(performance.now() - t0);
   }
 
+  // The same round trip through a Go worker process (when Go is installed), built from test/interop/go.
+  const goFn: number[] = [];
+  let goNote = "go not installed";
+  if (spawnSync("go", ["version"]).status === 0) {
+    const bin = join(await mkdtemp(join(tmpdir(), "fm-bench-go-")), "interop-go");
+    const built = spawnSync("go", ["build", "-buildvcs=false", "-o", bin, "."], { cwd: "test/interop/go", stdio: "inherit" });
+    if (built.status === 0) {
+      const worker = spawn(bin, ["worker", nats.url], { stdio: ["ignore", "ignore", "inherit"] });
+      try {
+        for (let i = 0; i < N + 20; i++) {
+          const back = nextState("g", "idle");
+          const t0 = performance.now();
+          await js.publish("fm.in.roundtrip.g", '{"type":"GOGO"}', { headers: h });
+          await back;
+          if (i >= 20) goFn.push(performance.now() - t0);
+        }
+        goNote = "Go worker (nats.go) in its own process";
+      } finally {
+        worker.kill("SIGKILL");
+      }
+    } else goNote = "go build failed";
+  }
+
   // Callback: POST to the minted URL → persisted → 202 → the actor's next state.
   const hook: number[] = [];
   for (let i = 0; i < N + 20; i++) {
@@ -82,16 +111,21 @@ async function main(): Promise<void> {
   }
 
   fn.sort((a, b) => a - b);
+  goFn.sort((a, b) => a - b);
   hook.sort((a, b) => a - b);
   const results = {
     date: new Date().toISOString(),
     quick,
     function: { roundTrips: fn.length, p50Ms: round(percentile(fn, 50), 2), p99Ms: round(percentile(fn, 99), 2), worker: "in-process TS worker" },
+    goFunction: goFn.length ? { roundTrips: goFn.length, p50Ms: round(percentile(goFn, 50), 2), p99Ms: round(percentile(goFn, 99), 2), worker: goNote } : { skipped: goNote },
     callback: { roundTrips: hook.length, p50Ms: round(percentile(hook, 50), 2), p99Ms: round(percentile(hook, 99), 2) },
   };
   table("Connectors: round trips, one actor at a time (one nats-server)", [
     ["", "p50", "p99"],
-    ["event → no-op function call → result step", `${fmt(results.function.p50Ms, 2)} ms`, `${fmt(results.function.p99Ms, 2)} ms`],
+    ["event → no-op function (TS worker, in the node) → result step", `${fmt(results.function.p50Ms, 2)} ms`, `${fmt(results.function.p99Ms, 2)} ms`],
+    goFn.length
+      ? ["event → function in a Go worker process → result step", `${fmt(percentile(goFn, 50), 2)} ms`, `${fmt(percentile(goFn, 99), 2)} ms`]
+      : ["Go worker", goNote, ""],
     ["HTTP callback POST → actor's next state", `${fmt(results.callback.p50Ms, 2)} ms`, `${fmt(results.callback.p99Ms, 2)} ms`],
   ]);
   const out = process.env.BENCH_OUT ?? (quick ? "/tmp/flowmetal-bench-connectors-quick.json" : "test/bench/results/connectors.json");
