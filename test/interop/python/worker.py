@@ -214,7 +214,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 msgs = await psub.fetch(batch=16, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
             for m in msgs:
                 t = asyncio.ensure_future(self.handle(m))
