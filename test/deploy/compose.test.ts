@@ -7,7 +7,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +18,7 @@ import addFormatsModule from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHttpCallbackConnector } from "../../connectors/http-callback/index.js";
 import { createHttpRequestConnector } from "../../connectors/http-request/index.js";
+import { freePort } from "../support/nats-cluster.js";
 import { natsServerBin } from "../support/nats-server.js";
 import { argvOf, parseDockerfile, readCompose, serviceEnv, type ComposeFile, type ComposeService } from "../support/netns.js";
 import { waitFor } from "../support/wait.js";
@@ -233,17 +233,6 @@ describe("Dockerfile", () => {
 // ---------------------------------------------------------------------------------------------------------
 // The permissions, exercised: one nats-server with the compose accounts.conf (copied unchanged) on loopback.
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe("permissions in cluster/compose/accounts.conf", () => {
   let dir: string;
