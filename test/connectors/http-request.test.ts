@@ -184,6 +184,20 @@ describe("http.request connector", () => {
     expect(target.hits("/gone")).toHaveLength(1);
   });
 
+  it("keeps the wait for a response durable across a node restart", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    target.on("/slow-order", (_req, res) => void held.then(() => json(res, 200, { order: "o-1" })));
+    await fm.ask("fetcher/durable", { type: "FETCH", request: { url: `${target.origin}/slow-order`, timeoutMs: 20_000 } });
+    await waitFor(() => target.hits("/slow-order").length === 1, { what: "the request to reach the server" });
+    await node.close();
+    release(); // the response arrives while no node runs: the connector puts the result into the inbox
+    node = await createNode({ servers: nats.url, modules: Object.values(programs), shards: 2 });
+    await waitFor(async () => (await fm.get("fetcher/durable")).value === "done", { timeoutMs: 15_000, what: "the result step after restart" });
+    expect(((await fm.get("fetcher/durable")).context as FetcherView["context"]).response).toMatchObject({ status: 200, body: { order: "o-1" } });
+    expect(target.hits("/slow-order")).toHaveLength(1);
+  });
+
   it("retries a 429 and a 408 like 5xx", async () => {
     target.on("/limited", (_req, res, n) => (n === 1 ? json(res, 429, {}, { "retry-after": "0" }) : n === 2 ? json(res, 408, {}) : json(res, 200, { n })));
     const v = await fetchVia(fm, "limited", { url: `${target.origin}/limited` });
