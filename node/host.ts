@@ -111,26 +111,17 @@ export class ShardRunner {
         await jsm.consumers.delete(stream, ci.name).catch(() => undefined);
       }
     }
-    try {
-      await jsm.consumers.add(stream, {
-        durable_name: name,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: filter,
-        ack_wait: options.ackWaitMs * 1_000_000,
-        max_ack_pending: Math.max(options.maxInFlight * 2, 1000),
-        max_deliver: -1,
-      });
-    } catch (err) {
-      // On a slow cluster (a replica cut off, an election under way) the consumer can be created after the
-      // request timed out. Wait for it: failing here makes the next attempt delete it and lose the same race.
-      if (!/timeout/i.test(String((err as Error)?.message ?? err))) throw err;
-      const deadline = Date.now() + 30_000;
-      while (!(await jsm.consumers.info(stream, name).then(() => true, () => false))) {
-        if (this.stopping || Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+    // A create that times out fails the start; the node hands the shard back to the placement, which tries
+    // again after a short cooldown (waiting here instead would hold up every other ownership change).
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: filter,
+      ack_wait: options.ackWaitMs * 1_000_000,
+      max_ack_pending: Math.max(options.maxInFlight * 2, 1000),
+      max_deliver: -1,
+    });
     const consumer = await js.consumers.get(stream, name);
     this.messages = await consumer.consume({ max_messages: options.maxInFlight });
     this.loop = this.run(this.messages);
