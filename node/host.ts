@@ -100,13 +100,29 @@ export class ShardRunner {
   }
 
   async start(): Promise<void> {
+    await this.openConsumer(false);
+    this.loop = this.run();
+    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(this.deps.options.passivateAfterMs / 2, 5000)));
+    this.sweeper.unref();
+  }
+
+  /**
+   * Creates this epoch's consumer and starts pulling from it. A fresh consumer delivers every message not
+   * yet acked, in stream order, without waiting for ack_wait. Earlier owners' consumers go first (a work
+   * queue allows one consumer per filter). `recreate` also deletes this epoch's own consumer (a resync);
+   * otherwise an existing one that has delivered nothing yet (a create that timed out but went through) is
+   * kept: adding it again with the same configuration is idempotent.
+   */
+  private async openConsumer(recreate: boolean): Promise<void> {
     const { jsm, js, subjects, options } = this.deps;
     const stream = subjects.streams.inbox;
     const name = consumerName(this.shard, this.epoch);
     const filter = subjects.inboxShard(this.shard);
-    // A fresh consumer delivers every message not yet acked, in stream order, without waiting for ack_wait.
-    // Earlier owners' consumers go first (a work queue allows one consumer per filter).
+    const ackWait = options.ackWaitMs * 1_000_000;
+    const maxAckPending = Math.max(options.maxInFlight * 2, 1000);
     for await (const ci of await jsm.consumers.list(stream)) {
+      // Kept only if untouched and configured as below (a create that timed out but went through).
+      if (ci.name === name && !recreate && ci.delivered.consumer_seq === 0 && ci.config.ack_wait === ackWait && ci.config.max_ack_pending === maxAckPending) continue;
       if (ci.config.filter_subject === filter || ci.config.filter_subjects?.includes(filter)) {
         await jsm.consumers.delete(stream, ci.name).catch(() => undefined);
       }
@@ -118,30 +134,71 @@ export class ShardRunner {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       filter_subject: filter,
-      ack_wait: options.ackWaitMs * 1_000_000,
-      max_ack_pending: Math.max(options.maxInFlight * 2, 1000),
+      ack_wait: ackWait,
+      max_ack_pending: maxAckPending,
       max_deliver: -1,
     });
     const consumer = await js.consumers.get(stream, name);
-    this.messages = await consumer.consume({ max_messages: options.maxInFlight });
-    this.loop = this.run(this.messages);
-    void this.watchStatus(this.messages);
-    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(options.passivateAfterMs / 2, 5000)));
-    this.sweeper.unref();
+    const messages = await consumer.consume({ max_messages: options.maxInFlight });
+    this.messages = messages;
+    void this.watchStatus(messages);
   }
 
-  private async run(messages: ConsumerMessages): Promise<void> {
-    try {
-      for await (const m of messages) {
-        if (this.inFlight >= this.deps.options.maxInFlight) {
-          await new Promise<void>((r) => this.slotWaiters.push(r));
+  /**
+   * Pulls inputs and dispatches them. Per actor, inputs must become steps in inbox order: a step records
+   * the inbox sequence it consumed, and anything at or below it is treated as a redelivery. So a delivery
+   * lost on its way here (a reconnect, a pull answered to a client that went away) must not be overtaken
+   * by later inputs: it would come back after ack_wait, below the actor's sequence, and be dropped. The
+   * consumer numbers its deliveries 1, 2, 3…; a gap means one went missing, and the runner stops
+   * dispatching, lets the steps in flight finish, and recreates the consumer, which delivers every
+   * unacked input again in stream order.
+   */
+  private async run(): Promise<void> {
+    for (;;) {
+      const messages = this.messages;
+      if (!messages) return;
+      let expected = 1;
+      let gap: { expected: number; got: number } | undefined;
+      try {
+        for await (const m of messages) {
+          const delivered = m.info.deliverySequence;
+          if (delivered !== expected) {
+            // Not dispatched: stays unacked and comes again from the recreated consumer.
+            gap = { expected, got: delivered };
+            break;
+          }
+          expected++;
+          if (this.inFlight >= this.deps.options.maxInFlight) {
+            await new Promise<void>((r) => this.slotWaiters.push(r));
+          }
+          // Not dispatched: stays unacked, and the next owner's fresh consumer delivers it again.
+          if (this.stopping || this.fenced) break;
+          this.dispatch(m);
         }
-        // Not dispatched: stays unacked, and the next owner's fresh consumer delivers it again.
-        if (this.stopping || this.fenced) break;
-        this.dispatch(m);
+      } catch (err) {
+        if (!this.stopping) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
       }
-    } catch (err) {
-      if (!this.stopping) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
+      if (!gap || this.stopping || this.fenced) return;
+      this.deps.log.warn({ shard: this.shard, epoch: this.epoch, ...gap }, "a delivery went missing, recreating the shard consumer to keep inputs in order");
+      this.deps.metrics.consumerResynced(this.shard);
+      this.messages = undefined;
+      messages.stop();
+      if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
+      let delay = 100;
+      while (!this.stopping && !this.fenced) {
+        try {
+          await this.openConsumer(true);
+          break;
+        } catch (err) {
+          this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs: delay }, "recreating the shard consumer failed, retrying");
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 2000);
+        }
+      }
+      if (this.stopping || this.fenced) {
+        (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
+        return;
+      }
     }
   }
 
@@ -149,7 +206,8 @@ export class ShardRunner {
   private async watchStatus(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const st of messages.status()) {
-        if (st.type === "consumer_deleted" && !this.stopping) {
+        // A runner's own resync deletes its consumer too; by then `this.messages` no longer points here.
+        if (st.type === "consumer_deleted" && !this.stopping && this.messages === messages) {
           this.deps.log.warn({ shard: this.shard, epoch: this.epoch }, "consumer deleted by a newer owner, stopping shard");
           this.fence();
           return;

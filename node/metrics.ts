@@ -60,6 +60,7 @@ export function createPromMetrics(options: PromMetricsOptions = {}): PromMetrics
   const appendSeconds = new Histogram({ name: "flowmetal_journal_append_duration_seconds", help: "Time of one journal append (a fenced JetStream publish).", buckets: fastBuckets, registers });
   const effects = new Counter({ name: "flowmetal_effect_published_total", help: "Effects published after their step, by kind (emit, send, schedule, unschedule, call, cancel).", labelNames: ["kind"], registers });
   const skipped = new Counter({ name: "flowmetal_input_skipped_total", help: "Inputs that did not become a step, by reason (redelivered, stale, dead).", labelNames: ["reason"], registers });
+  const resyncs = new Counter({ name: "flowmetal_consumer_resyncs_total", help: "Shard consumers recreated because a delivery went missing (inputs are then delivered again in order).", registers });
   const attempts = new Counter({ name: "flowmetal_function_attempts_total", help: "Function attempts run here, by function and outcome (ok, failed for good, retry).", labelNames: ["fn", "outcome"], registers });
   const attemptSeconds = new Histogram({ name: "flowmetal_function_attempt_duration_seconds", help: "Duration of one function attempt.", labelNames: ["fn"], buckets: slowBuckets, registers });
   const retries = new Counter({ name: "flowmetal_function_retries_total", help: "Function attempts that failed and will be retried.", labelNames: ["fn"], registers });
@@ -121,6 +122,9 @@ export function createPromMetrics(options: PromMetricsOptions = {}): PromMetrics
     },
     inputSkipped(reason) {
       skipped.inc({ reason });
+    },
+    consumerResynced() {
+      resyncs.inc();
     },
     callAttempted(fn, outcome, ms) {
       attempts.inc({ fn, outcome });

@@ -9,6 +9,8 @@ export interface Metrics {
   effectPublished(kind: Effect["kind"]): void;
   /** An input was not turned into a step: redelivered (already in the journal), stale (timer or result no longer pending), dead (dead-lettered). */
   inputSkipped(reason: "redelivered" | "stale" | "dead"): void;
+  /** A shard consumer skipped a delivery (one went missing on its way) and was recreated to keep inputs in order. */
+  consumerResynced(shard: number): void;
   /** A function attempt ended: ok, failed for good, or to be retried. */
   callAttempted(fn: string, outcome: "ok" | "failed" | "retry", ms: number): void;
   /** Calls running in this process changed by `delta`. */
@@ -27,6 +29,7 @@ export const noMetrics: Metrics = {
   stepTaken: noop,
   effectPublished: noop,
   inputSkipped: noop,
+  consumerResynced: noop,
   callAttempted: noop,
   callsInFlight: noop,
   shardRunning: noop,

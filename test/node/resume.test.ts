@@ -1,8 +1,11 @@
 import { assign, setup } from "xstate";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { createClient, type Client } from "../../node/client/index.js";
 import { createNode } from "../../node/node.js";
 import { defineProgram } from "../../node/program.js";
+import { createSubjects, shardOf } from "../../protocol/subjects.js";
 import { counter } from "../fixtures/programs.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
 import { waitFor } from "../support/wait.js";
@@ -60,6 +63,37 @@ describe("resume", () => {
     const r = await fm.ask("counter/p7", { type: "INC" });
     expect(r).toMatchObject({ step: 2, context: { n: 2 } });
     expect(node.activeActors()).toBe(1);
+  });
+
+  it("keeps an actor's inputs in order when a delivery goes missing on its way to the node", async () => {
+    // The lost delivery is played by a second client that pulls one input from the node's own shard consumer
+    // and never acks it (what a pull answered into a dropped connection looks like to the server). The inputs
+    // after it must wait for it: had they become steps first, it would come back after ack_wait below the
+    // actor's inbox sequence and be dropped as a redelivery — an acknowledged event lost (DESIGN.md I1).
+    await using node = await createNode({ servers: nats.url, modules: [counter], shards: 2, ackWaitMs: 1500 });
+    await fm.ask("counter/gap", { type: "INC" });
+    await using nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    const subjects = createSubjects("fm");
+    const filter = subjects.inboxShard(shardOf({ program: "counter", key: "gap" } as never, 2));
+    let name: string | undefined;
+    for await (const ci of await jsm.consumers.list(subjects.streams.inbox)) if (ci.config.filter_subject === filter) name = ci.name;
+    const thief = await jetstream(nc).consumers.get(subjects.streams.inbox, name!);
+    const stolen = thief.next({ expires: 10_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 5; i++) await fm.send("counter/gap", { type: "INC" }, { msgId: `gap-${i}` });
+    const m = await stolen;
+    expect(m, "the second client took one input").not.toBeNull();
+    await waitFor(async () => (await fm.get("counter/gap")).step === 6, { what: "all six inputs became steps", timeoutMs: 10_000 });
+    // Past the ack wait: the stolen delivery coming back must not make a seventh step, nor be lost.
+    await new Promise((r) => setTimeout(r, 2500));
+    const view = await fm.get("counter/gap");
+    expect(view).toMatchObject({ step: 6, context: { n: 6 } });
+    const page = await fm.history("counter/gap");
+    const seqs = page.steps.map((s) => s.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(seqs).toContain(m!.seq);
+    expect(node.activeActors()).toBeGreaterThan(0);
   });
 
   it("keeps the shard count of existing streams and refuses to change it", async () => {
