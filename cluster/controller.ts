@@ -37,6 +37,8 @@ export interface ClusterPlacementOptions extends BucketOptions {
 interface Cached<T> {
   value: T;
   revision: number;
+  /** When this process last learned of this revision (monotonic clock). */
+  seenAt?: number;
 }
 
 /** What this node's controller knows and does; also read by the cluster API. */
@@ -95,7 +97,34 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     if (cur && cur.revision >= e.revision) return;
     const v = decode<T>(e);
     if (v === undefined) m.delete(key);
-    else m.set(key, { value: v, revision: e.revision });
+    else m.set(key, { value: v, revision: e.revision, seenAt: performance.now() });
+  }
+
+  /**
+   * Reads the heartbeats afresh. The KV watch normally reports joins, beats and expiries, but a watch can
+   * stall (it did once during a partition) and a node's death would then go unnoticed, its shards unowned
+   * forever. A node missing from the bucket that this process has not heard from for half a TTL is dead.
+   */
+  async function pollNodes(): Promise<void> {
+    try {
+      const found = await readAll<NodeRecord>(buckets.nodes);
+      const now = performance.now();
+      for (const [k, v] of found) {
+        const cur = nodes.get(k);
+        if (!cur || cur.revision < v.revision) nodes.set(k, { ...v, seenAt: now });
+      }
+      let changed = false;
+      for (const [k, cur] of nodes) {
+        if (k !== name && !found.has(k) && now - (cur.seenAt ?? 0) > ttl / 2) {
+          nodes.delete(k);
+          changed = true;
+          log.info({ node: k }, "node's heartbeat is gone (noticed by polling)");
+        }
+      }
+      if (changed) void tick();
+    } catch (err) {
+      log.debug({ err: String((err as Error)?.message ?? err) }, "polling heartbeats failed");
+    }
   }
 
   function onControl(e: KvEntry): void {
@@ -129,7 +158,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     try {
       const revision = await buckets.nodes.put(name, encode(rec), { timeout: Math.max(500, ttl / 3) });
       const known = nodes.get(name);
-      if (!known || known.revision < revision) nodes.set(name, { value: rec, revision });
+      if (!known || known.revision < revision) nodes.set(name, { value: rec, revision, seenAt: performance.now() });
       if (lapsed && leaseUntil > 0) {
         // After a lapse (a pause, a partition) others may have taken shards: read ownership afresh and stop
         // what is no longer ours before appends may go on.
@@ -245,7 +274,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     name = node;
     const cfg = await initCluster(buckets, { shards: options.shards ?? count, replicas: options.replicas ?? 1 });
     shardCount = cfg.shards;
-    for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, v);
+    for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, { ...v, seenAt: performance.now() });
     for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) shards.set(Number(k.slice(2)), v);
     await follow(buckets.nodes, (e) => apply(nodes, e.key, e));
     await follow(buckets.shards, (e) => apply(shards, Number(e.key.slice(2)), e));
@@ -253,7 +282,8 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     await heartbeat();
     const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
     const tk = setInterval(() => void tick(), tickMs);
-    stoppers.push(() => clearInterval(hb), () => clearInterval(tk));
+    const poll = setInterval(() => void pollNodes(), Math.max(250, Math.floor(ttl / 2)));
+    stoppers.push(() => clearInterval(hb), () => clearInterval(tk), () => clearInterval(poll));
     await tick();
   }
 
