@@ -119,7 +119,7 @@ export async function createFunctionWorker(
     const maxAttempts = call.retry?.maxAttempts ?? meta.retry.maxAttempts;
     if (attempt > maxAttempts) {
       // Workers died during earlier attempts: redeliveries count as attempts.
-      await reply(call, { callId: call.callId, error: { code: ErrorCode.FunctionFailed, message: `no attempt of ${maxAttempts} finished`, retryable: false } });
+      await publishResult(call, { callId: call.callId, error: { code: ErrorCode.FunctionFailed, message: `no attempt of ${maxAttempts} finished`, retryable: false } });
       m.ack();
       return;
     }
@@ -132,6 +132,9 @@ export async function createFunctionWorker(
     const timer = setTimeout(() => ac.abort(new FlowmetalError(ErrorCode.FunctionTimeout, `attempt ${attempt} of '${meta.name}' took longer than ${timeoutMs} ms`)), timeoutMs);
     // Keep the message ours while the call runs longer than a fraction of ack_wait.
     const heartbeat = setInterval(() => m.working(), heartbeatMs.get(meta.name) ?? 10_000);
+    // The attempt's outcome: a result to publish, or a delay before the next attempt.
+    let result: CallResult | undefined;
+    let retryInMs = 0;
     try {
       const impl = meta.impl;
       if (!impl) throw new FlowmetalError(ErrorCode.UnknownFunction, `function '${meta.name}' has no implementation here`, { retryable: false });
@@ -141,30 +144,52 @@ export async function createFunctionWorker(
         ac.signal.addEventListener("abort", () => reject(ac.signal.reason), { once: true });
       });
       const output = await Promise.race([Promise.resolve().then(() => impl(call.input, { signal: ac.signal, callId: call.callId, attempt, actor: call.actor })), aborted]);
-      await reply(call, { callId: call.callId, output: output ?? null });
-      m.ack();
-      metrics.callAttempted(meta.name, "ok", performance.now() - t0);
+      result = { callId: call.callId, output: output ?? null };
     } catch (err) {
       const e = errorOf(err, true);
       const last = attempt >= maxAttempts;
       if (!e.retryable || last) {
         const message = last && e.retryable ? `${e.message} (attempt ${attempt} of ${maxAttempts}, giving up)` : e.message;
-        await reply(call, { callId: call.callId, error: { ...e, message, retryable: false } });
-        m.ack();
-        metrics.callAttempted(meta.name, "failed", performance.now() - t0);
+        result = { callId: call.callId, error: { ...e, message, retryable: false } };
       } else {
         // A failure may say when to come back (an HTTP 429/503's Retry-After): never sooner than that.
         const after = (err as { details?: { retryAfterMs?: unknown } } | null)?.details?.retryAfterMs;
-        const delay = Math.max(backoffMs({ ...meta.retry, ...call.retry }, attempt), typeof after === "number" && after > 0 ? after : 0);
-        log.info({ fn: meta.name, callId: call.callId, attempt, retryInMs: delay, err: e.message }, "call failed, will retry");
-        m.nak(delay);
-        metrics.callAttempted(meta.name, "retry", performance.now() - t0);
+        retryInMs = Math.max(backoffMs({ ...meta.retry, ...call.retry }, attempt), typeof after === "number" && after > 0 ? after : 0);
+        log.info({ fn: meta.name, callId: call.callId, attempt, retryInMs, err: e.message }, "call failed, will retry");
       }
     } finally {
       clearTimeout(timer);
-      clearInterval(heartbeat);
       running.delete(call.callId);
+    }
+    try {
+      if (result) {
+        // The attempt is over; publishing its result is not part of it: a failed publish is retried on its
+        // own (the message kept ours by the heartbeat) instead of running the function again.
+        await publishResult(call, result);
+        m.ack();
+        metrics.callAttempted(meta.name, "error" in result ? "failed" : "ok", performance.now() - t0);
+      } else {
+        m.nak(retryInMs);
+        metrics.callAttempted(meta.name, "retry", performance.now() - t0);
+      }
+    } finally {
+      clearInterval(heartbeat);
       metrics.callsInFlight(meta.name, -1);
+    }
+  }
+
+  /** Publishes a result until JetStream stores it; gives up only when the worker stops (the call then comes again). */
+  async function publishResult(call: CallMessage, result: CallResult): Promise<void> {
+    let delay = 100;
+    for (;;) {
+      try {
+        return await reply(call, result);
+      } catch (err) {
+        if (stopping) throw err;
+        log.warn({ callId: call.callId, err: String((err as Error)?.message ?? err), retryInMs: delay }, "publishing a call result failed, retrying");
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
     }
   }
 
