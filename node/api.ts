@@ -2,6 +2,7 @@
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { decodePayload, encodePayload, type DecodeLimits } from "../protocol/codec.js";
+import { isTransient } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
 import { parseEvent } from "../protocol/events.js";
 import type { ActorView, ApiReply, HistoryPage, HistoryStep, SendResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
@@ -174,8 +175,14 @@ export function createApiService(deps: ApiDeps): ApiService {
       if (typeof body !== "object" || body === null || Array.isArray(body)) throw new FlowmetalError(ErrorCode.BadRequest, "request body must be a JSON object");
       reply = { ok: true, result: await handler(body as Body) };
     } catch (err) {
-      if (!FlowmetalError.is(err)) log.error({ verb, err: String((err as Error)?.stack ?? err) }, "api request failed");
-      reply = { ok: false, error: toWireError(err) };
+      if (!FlowmetalError.is(err) && isTransient(err)) {
+        // JetStream not ready (a restart, a leader election): say so, and that trying again is right.
+        log.warn({ verb, err: String((err as Error)?.message ?? err) }, "api request failed: JetStream unavailable");
+        reply = { ok: false, error: { code: ErrorCode.Unavailable, message: `${verb} failed, JetStream is unavailable: ${String((err as Error)?.message ?? err)}`, retryable: true } };
+      } else {
+        if (!FlowmetalError.is(err)) log.error({ verb, err: String((err as Error)?.stack ?? err) }, "api request failed");
+        reply = { ok: false, error: toWireError(err) };
+      }
     }
     m.respond(encodePayload(reply, "json"));
   }
