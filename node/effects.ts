@@ -2,6 +2,7 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { encodePayload } from "../protocol/codec.js";
+import type { Publisher } from "./publisher.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import type { CallMessage, Effect, StepRecord } from "../protocol/records.js";
 import { ContentType, Header, InboxKind, formatAddress, parseActorAddress, type ActorAddress, type Subjects } from "../protocol/subjects.js";
@@ -28,19 +29,20 @@ function atOrBefore(x: [number, number], y: [number, number]): boolean {
 
 const json = (v: unknown) => encodePayload(v, "json");
 
-export function createEffectPublisher(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, subjects: Subjects): EffectPublisher {
+/** `publisher` carries emits, sends and calls (the hot path); `js` the schedules, which need its schedule headers. */
+export function createEffectPublisher(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, subjects: Subjects, publisher: Publisher = js): EffectPublisher {
   function publishOne(a: ActorAddress, e: Effect): Promise<unknown> {
     const h = natsHeaders();
     h.set(Header.Effect, e.id);
     h.set(Header.ContentType, ContentType.Json);
     switch (e.kind) {
       case "emit":
-        return js.publish(subjects.out(a), json(e.event), { msgID: e.id, headers: h });
+        return publisher.publish(subjects.out(a), json(e.event), { msgID: e.id, headers: h });
       case "send": {
         const to = parseActorAddress(e.to);
         h.set(Header.Kind, InboxKind.Send);
         h.set(Header.From, formatAddress(a));
-        return js.publish(subjects.inbox(to), json(e.event), { msgID: e.id, headers: h });
+        return publisher.publish(subjects.inbox(to), json(e.event), { msgID: e.id, headers: h });
       }
       case "schedule": {
         h.set(Header.Kind, InboxKind.Timer);
@@ -65,7 +67,7 @@ export function createEffectPublisher(nc: NatsConnection, js: JetStreamClient, j
           timeoutMs: e.timeoutMs,
         };
         h.set(Header.Call, e.id);
-        return js.publish(subjects.call(e.fn), json(body), { msgID: e.id, headers: h });
+        return publisher.publish(subjects.call(e.fn), json(body), { msgID: e.id, headers: h });
       }
       case "cancel":
         // Best-effort notice to a worker running the call; a late result is dropped by the step engine.

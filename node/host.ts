@@ -10,6 +10,7 @@ import { toNotice } from "./views.js";
 import type { Metrics } from "../protocol/metrics.js";
 import type { EffectPublisher } from "./effects.js";
 import { appendStep, readLast } from "./journal.js";
+import type { Publisher } from "./publisher.js";
 import type { Logger } from "./logger.js";
 import type { ProgramDefinition } from "./program.js";
 import { failpoint } from "./failpoints.js";
@@ -42,6 +43,8 @@ export interface HostDeps {
   metrics: Metrics;
   nc: NatsConnection;
   js: JetStreamClient;
+  /** Acknowledged publishes on the step path (journal appends). */
+  publisher: Publisher;
   jsm: JetStreamManager;
   subjects: Subjects;
   programs: ReadonlyMap<string, ProgramDefinition>;
@@ -404,7 +407,7 @@ export class ShardRunner {
         const may = this.mayAppend(this.shard, this.epoch);
         if (may === "wait") throw new FlowmetalError(ErrorCode.Unavailable, `lease for shard ${this.shard} lapsed; waiting for the next heartbeat`);
         if (!may) throw new FlowmetalError(ErrorCode.StaleOwner, `shard ${this.shard} at epoch ${this.epoch} is no longer this node's`);
-        return appendStep(this.deps.js, this.deps.jsm, subjects, e.address, rec, state.journalSeq);
+        return appendStep(this.deps.publisher, this.deps.jsm, subjects, e.address, rec, state.journalSeq);
       },
       () => this.stopping || this.fenced,
       log,

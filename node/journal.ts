@@ -1,5 +1,6 @@
 // node/journal.ts — the journal: fenced appends of step records, resume from the last one, paged history.
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import type { Publisher } from "./publisher.js";
 import { decodeRecord, encodeRecord } from "../protocol/codec.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import type { StepRecord } from "../protocol/records.js";
@@ -20,7 +21,7 @@ function isWrongLastSequence(err: unknown): boolean {
  * @returns the stream sequence of the new record.
  */
 export async function appendStep(
-  js: JetStreamClient,
+  js: Publisher,
   jsm: JetStreamManager,
   subjects: Subjects,
   a: ActorAddress,

@@ -9,6 +9,7 @@ import { noMetrics, type Metrics } from "../protocol/metrics.js";
 import { createSubjects } from "../protocol/subjects.js";
 import { createApiService, type ApiService } from "./api.js";
 import { createEffectPublisher } from "./effects.js";
+import { AckedPublisher } from "./publisher.js";
 import { ShardRunner, type HostOptions } from "./host.js";
 import { collect, type LoadedModules } from "./loader.js";
 import { silentLogger, type Logger } from "./logger.js";
@@ -138,9 +139,10 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
     ackWaitMs: options.ackWaitMs ?? 60_000,
     limits,
   };
-  const effects = createEffectPublisher(nc, js, jsm, subjects);
+  const publisher = new AckedPublisher(nc);
+  const effects = createEffectPublisher(nc, js, jsm, subjects, publisher);
   const metrics = options.metrics ?? noMetrics;
-  const deps = { nc, js, jsm, subjects, programs: loaded.programs, effects, log, options: hostOptions, metrics };
+  const deps = { nc, js, publisher, jsm, subjects, programs: loaded.programs, effects, log, options: hostOptions, metrics };
   const runners = new Map<number, ShardRunner>();
   const placement = options.placement ?? singleNodePlacement();
   let closing = false;
@@ -212,6 +214,7 @@ export async function createNode(options: NodeOptions): Promise<FlowmetalNode> {
       runners.clear();
       await placement.close?.();
       await worker?.drain();
+      publisher.close();
       void watching;
       if (own) await nc.drain().catch(() => undefined);
       resolveClosed();
