@@ -1,15 +1,11 @@
 // cluster/ops.ts — operator actions on the cluster: view, move a shard (or an actor's shard), drain a node.
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
+import type { ClusterView, MoveResult } from "../protocol/records.js";
 import { parseActorAddress, shardOf, type Subjects } from "../protocol/subjects.js";
 import { decode, drainKey, encode, readAll, shardKey, type ClusterBuckets, type ClusterConfig, type NodeRecord, type Pin, type ShardRecord } from "./state.js";
 
-export interface ClusterView {
-  shards: number;
-  replicas: number;
-  nodes: { name: string; instance: string; host: string; pid: number; startedAt: number; draining: boolean; owns: number[] }[];
-  owners: { shard: number; node: string | null; epoch: number; since: number; reason: string; from: string | null; pinned: string | null }[];
-}
+export type { ClusterView, MoveResult };
 
 export async function readConfig(b: ClusterBuckets): Promise<ClusterConfig> {
   const cfg = decode<ClusterConfig>(await b.config.get("config"));
@@ -75,18 +71,6 @@ export async function actorsInShard(jsm: JetStreamManager, subjects: Subjects, s
     if (program && key && shardOf({ program, key } as never, shards) === shard) out.push(`${program}/${key}`);
   }
   return out.sort();
-}
-
-export interface MoveResult {
-  shard: number;
-  actor?: string;
-  from: string | null;
-  to: string;
-  epoch: number;
-  /** Time from the pin to the new owner's record, ms. */
-  ms: number;
-  /** Other actors in the same shard, which moved too. */
-  actors: number;
 }
 
 /** Pins a shard to `node` and waits (up to `timeoutMs`) until that node owns it. */

@@ -5,10 +5,9 @@ import { decodePayload, encodePayload, type DecodeLimits } from "../protocol/cod
 import { isTransient } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError, toWireError } from "../protocol/errors.js";
 import { parseEvent } from "../protocol/events.js";
-import type { ActorView, ApiReply, HistoryPage, HistoryStep, SendResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
+import type { ActorPage, ActorView, ApiReply, ProgramStats, HistoryPage, HistoryStep, SendResult, StateNotice, StepRecord, WireEvent } from "../protocol/records.js";
 import { ApiVerb, ContentType, Header, formatAddress, parseActorAddress, parseProgramName, type ActorAddress, type Subjects } from "../protocol/subjects.js";
-import { lazyIndexView, type IndexViewSource, type ListResult, type ProgramStats } from "./index-projector/view.js";
-import type { IndexLag } from "./index-projector/lag.js";
+import { lazyIndexView, type IndexViewSource } from "./index-projector/view.js";
 import { findRecord, findStepByInboxSeq, readLast, readRecords } from "./journal.js";
 import { toHistoryStep, toNotice, toView } from "./views.js";
 import type { Logger } from "./logger.js";
@@ -141,7 +140,7 @@ export function createApiService(deps: ApiDeps): ApiService {
   const ownIndex = deps.index ? undefined : lazyIndexView({ nc, prefix: subjects.prefix, log });
   const index = deps.index ?? ownIndex!;
 
-  async function list(body: Body): Promise<ListResult> {
+  async function list(body: Body): Promise<ActorPage> {
     const program = parseProgramName(field<string>(body, "program", "string", true));
     const limit = field<number>(body, "limit", "number", false) ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new FlowmetalError(ErrorCode.BadRequest, `limit must be an integer from 1 to 1000, got ${limit}`);
@@ -149,7 +148,7 @@ export function createApiService(deps: ApiDeps): ApiService {
     return view.list({ program, limit, state: field<string>(body, "state", "string", false), status: field<string>(body, "status", "string", false), after: field<string>(body, "after", "string", false) });
   }
 
-  async function stats(body: Body): Promise<ProgramStats & { lag: IndexLag }> {
+  async function stats(body: Body): Promise<ProgramStats> {
     const program = parseProgramName(field<string>(body, "program", "string", true));
     const view = await index.get();
     return { ...view.stats(program), lag: await view.lag() };

@@ -1,27 +1,8 @@
 // node/connector-refs.ts — ready-made references to the connectors' functions, for programs to invoke.
+import type { HttpRequestInput, HttpResponse } from "../protocol/records.js";
 import { functionRef } from "./program.js";
 
-/** Input of `http.request`. */
-export interface HttpRequestInput {
-  url: string;
-  /** @default "GET" */
-  method?: string;
-  headers?: Record<string, string>;
-  /** A string is sent as is; anything else is sent as JSON. */
-  body?: unknown;
-  /** Time limit of one attempt. */
-  timeoutMs?: number;
-  /** Largest response body read. @default 1 MiB */
-  maxResponseBytes?: number;
-}
-
-/** Output of `http.request` (and `details` of its error for a terminal 4xx). */
-export interface HttpResponse {
-  status: number;
-  headers: Record<string, string>;
-  /** Parsed JSON when the response says it is JSON, else text. */
-  body: unknown;
-}
+export type { HttpRequestInput, HttpResponse };
 
 /**
  * Calls an HTTP API through the HTTP request connector: `invoke: { src: "httpRequest", input: { url } }` with

@@ -183,3 +183,109 @@ export interface SendResult {
   seq: number;
   duplicate: boolean;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Replies of the index, cluster and connector verbs (shared by the node, the client and the connectors).
+
+/** One actor as the actor index knows it: the last step the projector saw. Stored as JSON in KV `<prefix>_index`. */
+export interface IndexEntry {
+  program: string;
+  key: string;
+  /** XState state value after the step. */
+  value: unknown;
+  /** Snapshot status after the step: `active`, `done`, `error`, `stopped`. */
+  status: string;
+  step: number;
+  /** Wall-clock time of the step, ms since the epoch. */
+  updated: number;
+}
+
+/** One actor in a `list` page. */
+export interface IndexedActor extends IndexEntry {
+  actor: string;
+}
+
+/** A page of `list`, ordered by key; pass `next` as `after` for the following page. */
+export interface ActorPage {
+  program: string;
+  actors: IndexedActor[];
+  /** Actors matching the filters, over all pages. */
+  total: number;
+  /** Absent on the last page. */
+  next?: string;
+}
+
+/** How far the index is behind the journal. */
+export interface IndexLag {
+  /** Journal records not yet in the index: not yet delivered to a projector, or delivered and not yet written. */
+  records: number;
+  /** Last journal stream sequence. */
+  lastSeq: number;
+  /**
+   * Journal stream sequence up to which every record is projected (the consumer's ack floor). `lastSeq −
+   * projectedSeq` can exceed `records` while a record handed to a projector that died waits to be handed out again.
+   */
+  projectedSeq: number;
+  /** False when no projector ever ran (there is no consumer): then the index is empty and `records` counts the whole journal. */
+  running: boolean;
+}
+
+/** How many actors of a program are in each state and status, as the index counts them. */
+export interface ProgramCounts {
+  program: string;
+  total: number;
+  /** Per state node (dotted path): an actor counts in its state and in each ancestor of it, and in each region of a parallel state. */
+  states: Record<string, number>;
+  statuses: Record<string, number>;
+}
+
+/** What `stats` returns: the counts and how far the index is behind. */
+export interface ProgramStats extends ProgramCounts {
+  lag: IndexLag;
+}
+
+/** The cluster as `cluster` returns it. */
+export interface ClusterView {
+  shards: number;
+  replicas: number;
+  nodes: { name: string; instance: string; host: string; pid: number; startedAt: number; draining: boolean; owns: number[] }[];
+  owners: { shard: number; node: string | null; epoch: number; since: number; reason: string; from: string | null; pinned: string | null }[];
+}
+
+/** What `move` returns. */
+export interface MoveResult {
+  shard: number;
+  actor?: string;
+  from: string | null;
+  to: string;
+  epoch: number;
+  /** Time from the pin to the new owner's record, ms. */
+  ms: number;
+  /** Other actors in the same shard, which moved too. */
+  actors: number;
+}
+
+/** Input of `http.request`, as a program passes it to `invoke`. */
+export interface HttpRequestInput {
+  /** An absolute http: or https: URL, without credentials. */
+  url: string;
+  /** @default "GET" */
+  method?: string;
+  /** Request headers. `Idempotency-Key` defaults to the call id; `User-Agent` to the connector's. */
+  headers?: Record<string, string>;
+  /** A string is sent as is (`text/plain` unless a content-type is given); any other JSON value is sent as JSON. */
+  body?: unknown;
+  /** Time limit of one attempt, redirects and body included; exceeding it is retried. @default the connector's `defaultTimeoutMs` */
+  timeoutMs?: number;
+  /** Largest response body read, at most the connector's limit; beyond it the call fails with `FM_ERR_PAYLOAD_TOO_LARGE`. @default the connector's `maxResponseBytes` (1 MiB) */
+  maxResponseBytes?: number;
+}
+
+/** Output of `http.request`, and `details` of its HTTP errors (a terminal 4xx). */
+export interface HttpResponse {
+  status: number;
+  /** Response headers, lower-case names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  /** Parsed JSON when the content-type is JSON (`application/json`, `*+json`) and the body parses, else text. */
+  body: unknown;
+}

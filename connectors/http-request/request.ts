@@ -2,32 +2,10 @@
 import type { LookupFunction } from "node:net";
 import { Client, type Dispatcher } from "undici";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
+import type { HttpRequestInput, HttpResponse } from "../../protocol/records.js";
 import { safeUrl, vetUrl, type SsrfPolicy, type VettedTarget } from "./ssrf.js";
 
-/** Input of `http.request`, as a program passes it to `invoke`. */
-export interface HttpRequestInput {
-  /** An absolute http: or https: URL, without credentials. */
-  url: string;
-  /** @default "GET" */
-  method?: string;
-  /** Request headers. `Idempotency-Key` defaults to the call id; `User-Agent` to the connector's. */
-  headers?: Record<string, string>;
-  /** A string is sent as is (`text/plain` unless a content-type is given); any other JSON value is sent as JSON. */
-  body?: unknown;
-  /** Time limit of one attempt, redirects and body included; exceeding it is retried. @default the connector's `defaultTimeoutMs` */
-  timeoutMs?: number;
-  /** Largest response body read, at most the connector's limit; beyond it the call fails with `FM_ERR_PAYLOAD_TOO_LARGE`. @default the connector's `maxResponseBytes` (1 MiB) */
-  maxResponseBytes?: number;
-}
-
-/** Output of `http.request`, and `details` of its HTTP errors. */
-export interface HttpResponse {
-  status: number;
-  /** Response headers, lower-case names; repeated headers joined with ", ". */
-  headers: Record<string, string>;
-  /** Parsed JSON when the content-type is JSON (`application/json`, `*+json`) and the body parses, else text. */
-  body: unknown;
-}
+export type { HttpRequestInput, HttpResponse };
 
 /** Limits and defaults of the connector that shape each request. */
 export interface RequestSettings {

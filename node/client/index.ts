@@ -3,11 +3,11 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats } from "../../protocol/connect.js";
 import { decodePayload, encodePayload } from "../../protocol/codec.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
-import type { ActorView, ApiReply, HistoryPage, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
+import type { ActorPage, ActorView, ApiReply, ClusterView, HistoryPage, MoveResult, ProgramStats, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
 import { ApiVerb, createSubjects, type Subjects } from "../../protocol/subjects.js";
 
 export { FlowmetalError, ErrorCode } from "../../protocol/errors.js";
-export type { ActorView, HistoryPage, HistoryStep, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
+export type { ActorPage, ActorView, ClusterView, HistoryPage, HistoryStep, IndexedActor, MoveResult, ProgramStats, SendResult, StateNotice, WireEvent } from "../../protocol/records.js";
 
 export interface ClientOptions {
   /** NATS server URL(s), comma-separated or an array, credentials allowed (`nats://user:pass@host:4222`). Ignored when `nc` is given. @default "nats://127.0.0.1:4222" */
@@ -28,56 +28,6 @@ export interface SendOptions {
 export interface AskOptions extends SendOptions {
   /** How long to wait for the step. @default 10000 */
   timeoutMs?: number;
-}
-
-/** The cluster as `cluster` returns it. */
-export interface ClusterView {
-  shards: number;
-  replicas: number;
-  nodes: { name: string; instance: string; host: string; pid: number; startedAt: number; draining: boolean; owns: number[] }[];
-  owners: { shard: number; node: string | null; epoch: number; since: number; reason: string; from: string | null; pinned: string | null }[];
-}
-
-/** What `move` returns. */
-export interface MoveResult {
-  shard: number;
-  actor?: string;
-  from: string | null;
-  to: string;
-  epoch: number;
-  ms: number;
-  /** Other actors in the same shard, which moved too. */
-  actors: number;
-}
-
-/** One actor as the actor index knows it (`list`). */
-export interface IndexedActor {
-  actor: string;
-  program: string;
-  key: string;
-  value: unknown;
-  status: string;
-  step: number;
-  updated: number;
-}
-
-/** A page of `list`, ordered by key; pass `next` as `after` for the following page. */
-export interface ActorPage {
-  program: string;
-  actors: IndexedActor[];
-  /** Actors matching the filters, over all pages. */
-  total: number;
-  next?: string;
-}
-
-/** What `stats` returns: actors per state node (dotted path; an actor also counts in each ancestor) and status. */
-export interface ProgramStats {
-  program: string;
-  total: number;
-  states: Record<string, number>;
-  statuses: Record<string, number>;
-  /** How far the index is behind the journal, in records. */
-  lag: { records: number; lastSeq: number; projectedSeq: number; running: boolean };
 }
 
 /** What `ask` returns: the outcome of the step that took the event. */

@@ -1,18 +1,7 @@
 // node/index-projector/entry.ts — the actor index's record shape, its KV bucket and key names, and state paths.
-import type { StepRecord } from "../../protocol/records.js";
+import type { IndexEntry, StepRecord } from "../../protocol/records.js";
 
-/** One actor as the index knows it: the last step the projector saw. Stored as JSON in KV `<prefix>_index`. */
-export interface IndexEntry {
-  program: string;
-  key: string;
-  /** XState state value after the step. */
-  value: unknown;
-  /** Snapshot status after the step: `active`, `done`, `error`, `stopped`. */
-  status: string;
-  step: number;
-  /** Wall-clock time of the step, ms since the epoch. */
-  updated: number;
-}
+export type { IndexEntry };
 
 /** The index bucket of a subject prefix: `fm_index` for `fm`. */
 export function indexBucket(prefix: string): string {

@@ -1,22 +1,10 @@
 // node/index-projector/lag.ts — how far the actor index is behind the journal, from the journal stream and the projector's consumer.
 import type { JetStreamManager } from "@nats-io/jetstream";
+import type { IndexLag } from "../../protocol/records.js";
 import type { Subjects } from "../../protocol/subjects.js";
 import { indexConsumer } from "./entry.js";
 
-/** How far the index is behind the journal. */
-export interface IndexLag {
-  /** Journal records not yet in the index: not yet delivered to a projector, or delivered and not yet written. */
-  records: number;
-  /** Last journal stream sequence. */
-  lastSeq: number;
-  /**
-   * Journal stream sequence up to which every record is projected (the consumer's ack floor). `lastSeq −
-   * projectedSeq` can exceed `records` while a record handed to a projector that died waits to be handed out again.
-   */
-  projectedSeq: number;
-  /** False when no projector ever ran (there is no consumer): then the index is empty and `records` counts the whole journal. */
-  running: boolean;
-}
+export type { IndexLag };
 
 /** Reads the index lag: two JetStream API calls. */
 export async function readIndexLag(jsm: JetStreamManager, subjects: Subjects): Promise<IndexLag> {

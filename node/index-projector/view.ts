@@ -3,6 +3,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createSubjects } from "../../protocol/subjects.js";
 import { silentLogger, type Logger } from "../logger.js";
+import type { ActorPage, ProgramCounts } from "../../protocol/records.js";
 import { indexBucket, parseEntry, statePaths, type IndexEntry } from "./entry.js";
 import { readIndexLag, type IndexLag } from "./lag.js";
 import { openIndexBucket } from "./projector.js";
@@ -20,29 +21,12 @@ export interface ListQuery {
   limit?: number | undefined;
 }
 
-/** A page of actors, ordered by key. */
-export interface ListResult {
-  program: string;
-  actors: (IndexEntry & { actor: string })[];
-  /** Actors matching the filters, over all pages. */
-  total: number;
-  /** Pass as `after` for the next page; absent on the last page. */
-  next?: string;
-}
-
-/** How many actors of a program are in each state and status. */
-export interface ProgramStats {
-  program: string;
-  total: number;
-  /** Per state node (dotted path): an actor counts in its state and in each ancestor of it, and in each region of a parallel state. */
-  states: Record<string, number>;
-  statuses: Record<string, number>;
-}
+export type { ActorPage, ProgramCounts };
 
 /** The in-memory index. Queries are synchronous and cheap (no I/O); the copy follows KV within milliseconds. */
 export interface IndexView extends AsyncDisposable {
-  list(q: ListQuery): ListResult;
-  stats(program: string): ProgramStats;
+  list(q: ListQuery): ActorPage;
+  stats(program: string): ProgramCounts;
   /** Programs with at least one indexed actor. */
   programs(): { program: string; total: number; statuses: Record<string, number> }[];
   get(program: string, key: string): IndexEntry | undefined;
@@ -223,7 +207,7 @@ export async function openIndexView(options: IndexViewOptions): Promise<IndexVie
     list(q) {
       const rows = programs.get(q.program);
       const limit = q.limit ?? 100;
-      const res: ListResult = { program: q.program, actors: [], total: 0 };
+      const res: ActorPage = { program: q.program, actors: [], total: 0 };
       if (!rows) return res;
       const keys = rows.keys();
       const match = (r: Row) => (q.state === undefined || r.paths.includes(q.state)) && (q.status === undefined || r.entry.status === q.status);

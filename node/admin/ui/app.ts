@@ -1,8 +1,6 @@
 // node/admin/ui/app.ts — browser side: the web UI's router and pages (programs, counts per state, actor lists, one actor with time travel, cluster).
 /// <reference lib="dom" />
-import type { ListResult, ProgramStats } from "../../index-projector/view.js";
-import type { IndexLag } from "../../index-projector/lag.js";
-import type { ActorView, StateNotice } from "../../../protocol/records.js";
+import type { ActorPage, ActorView, IndexLag, ProgramStats, StateNotice } from "../../../protocol/records.js";
 import type { Statechart, StatechartNode } from "../statechart.js";
 import type { StepView } from "../steps.js";
 import { ApiError, get, live, post, setToken, token } from "./api.js";
@@ -129,7 +127,7 @@ function chartPaths(root: StatechartNode): { path: string; depth: number; type: 
 }
 
 async function programPage(program: string, signal: AbortSignal): Promise<void> {
-  const [chart, stats] = await Promise.all([get<Statechart>(`/api/programs/${enc(program)}`).catch((e: unknown) => (e instanceof ApiError && e.status === 404 ? undefined : Promise.reject(e))), get<ProgramStats & { lag: IndexLag }>(`/api/programs/${enc(program)}/stats`)]);
+  const [chart, stats] = await Promise.all([get<Statechart>(`/api/programs/${enc(program)}`).catch((e: unknown) => (e instanceof ApiError && e.status === 404 ? undefined : Promise.reject(e))), get<ProgramStats>(`/api/programs/${enc(program)}/stats`)]);
   const rows = h("tbody");
   const totals = h("div", { class: "totals" });
   const chartBox = h("div", { class: "chart-box" }, chart ? h("p", { class: "muted" }, "laying out…") : h("p", { class: "muted" }, "this node does not run the program: no statechart"));
@@ -143,7 +141,7 @@ async function programPage(program: string, signal: AbortSignal): Promise<void> 
   );
   const paths = chart ? chartPaths(chart.root) : [];
   let drawn: DrawnChart | undefined;
-  const render = (st: ProgramStats & { lag: IndexLag }) => {
+  const render = (st: ProgramStats) => {
     const known = new Set(paths.map((p) => p.path));
     const extra = Object.keys(st.states).filter((p) => !known.has(p)).map((p) => ({ path: p, depth: p.split(".").length - 1, type: "atomic" }));
     const max = Math.max(1, ...Object.values(st.states));
@@ -177,7 +175,7 @@ async function programPage(program: string, signal: AbortSignal): Promise<void> 
       chartBox.replaceChildren(errorBox(err));
     }
   }
-  live(`program=${enc(program)}`, throttle(() => void get<ProgramStats & { lag: IndexLag }>(`/api/programs/${enc(program)}/stats`).then(render, () => undefined), 500), signal);
+  live(`program=${enc(program)}`, throttle(() => void get<ProgramStats>(`/api/programs/${enc(program)}/stats`).then(render, () => undefined), 500), signal);
 }
 
 // ---------------------------------------------------------------- actor list
@@ -218,7 +216,7 @@ async function actorsPage(program: string, params: URLSearchParams, signal: Abor
     if (status) q.set("status", status);
     if (after) q.set("after", after);
     const t0 = performance.now();
-    const r = await get<ListResult>(`/api/programs/${enc(program)}/actors?${q}`);
+    const r = await get<ActorPage>(`/api/programs/${enc(program)}/actors?${q}`);
     const ms = Math.round(performance.now() - t0);
     const from = (pageNo - 1) * limit + 1;
     info.textContent = r.total ? `${fmtN(from)}–${fmtN(from + r.actors.length - 1)} of ${fmtN(r.total)} · ${ms} ms` : "no actors match";
