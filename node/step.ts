@@ -1,6 +1,6 @@
 // node/step.ts — the pure step: (snapshot, input) → next snapshot + effect records, with XState's traps handled.
 import { createHash } from "node:crypto";
-import { createActor, initialTransition, transition, type AnyMachineSnapshot, type AnyStateMachine } from "xstate";
+import { createActor, fromTransition, type AnyMachineSnapshot, type AnyStateMachine } from "xstate";
 import { ErrorCode, FlowmetalError, toWireError, type WireError } from "../protocol/errors.js";
 import type { CallRecord, CallResult, Effect, InputKind, StepOutcome, StepRecord, TimerRecord, WireEvent } from "../protocol/records.js";
 import { formatAddress, parseActorAddress, type ActorAddress } from "../protocol/subjects.js";
@@ -52,6 +52,40 @@ export type StepPlan =
 /** Restores a persisted snapshot with history values and children intact (not `resolveState`). */
 export function restoreSnapshot(machine: AnyStateMachine, persisted: unknown): AnyMachineSnapshot {
   return createActor(machine, { snapshot: persisted as never }).getSnapshot() as AnyMachineSnapshot;
+}
+
+/** Logic with nothing in it, whose actors only serve to make a fresh actor system. */
+const systemSeed = fromTransition((s: null) => s, null);
+/** Per machine, the `self` its pure transitions run as (see inertScope). */
+const inertSelves = new WeakMap<AnyStateMachine, { system: unknown }>();
+
+/**
+ * What XState's pure `transition()` / `initialTransition()` do, minus the throwaway actor: each of their
+ * calls creates an actor of the machine (computing its initial state) only to serve as `self`, about a tenth
+ * of a node's CPU per step in profiles. Here that actor is made once per machine; each call still gets a
+ * fresh actor system (as XState's does), so children spawned with a `systemId` never meet the previous
+ * call's, and nothing accumulates. Actions are collected, not executed.
+ */
+function inertScope(machine: AnyStateMachine, actions: unknown[]): never {
+  let self = inertSelves.get(machine);
+  if (!self) {
+    self = createActor(machine) as unknown as { system: unknown };
+    inertSelves.set(machine, self);
+  }
+  const system = createActor(systemSeed).system;
+  self.system = system;
+  const noop = () => {};
+  return { self, defer: noop, id: "", logger: noop, sessionId: "", stopChild: noop, system, emit: noop, actionExecutor: (a: unknown) => void actions.push(a) } as never;
+}
+
+function transition(machine: AnyStateMachine, snapshot: AnyMachineSnapshot, event: WireEvent): [AnyMachineSnapshot, unknown[]] {
+  const actions: unknown[] = [];
+  return [machine.transition(snapshot, event as never, inertScope(machine, actions)) as AnyMachineSnapshot, actions];
+}
+
+function initialTransition(machine: AnyStateMachine, input: WireEvent): [AnyMachineSnapshot, unknown[]] {
+  const actions: unknown[] = [];
+  return [machine.getInitialSnapshot(inertScope(machine, actions), input) as AnyMachineSnapshot, actions];
 }
 
 /** Subject token for a timer id: stable, short and subject-safe whatever the id contains. */
