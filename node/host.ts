@@ -467,10 +467,16 @@ export class ShardRunner {
   }
 }
 
-/** One shared, never-changed headers object for state notices (building one per step showed in profiles). */
+/**
+ * One shared, never-changed headers object for state notices (building one per step showed in profiles),
+ * encoded once: nats.js encodes a publish's headers by calling `encode()` on them.
+ */
 const jsonHeaders = (() => {
   const h = natsHeaders();
   h.set(Header.ContentType, ContentType.Json);
+  const impl = h as unknown as { encode(): Uint8Array };
+  const bytes = impl.encode();
+  impl.encode = () => bytes;
   return h;
 })();
 

@@ -1,6 +1,6 @@
 // node/publisher.ts — acknowledged JetStream publishes on the step path, without a request object per publish.
 import type { PubAck } from "@nats-io/jetstream";
-import { createInbox, headers as natsHeaders, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { createInbox, type MsgHdrs, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
 /** The subset of nats.js's publish options the step path uses (so a `JetStreamClient` is a `Publisher` too). */
 export interface PublishOptions {
@@ -15,6 +15,24 @@ export interface PublishOptions {
 export interface Publisher {
   publish(subject: string, data: Uint8Array, options?: PublishOptions): Promise<Pick<PubAck, "stream" | "seq" | "duplicate">>;
 }
+
+/**
+ * `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` as the NATS header block (`NATS/1.0` and CRLF lines),
+ * without a `MsgHdrs` map per publish: the step path sends one such block per journal append. nats.js only
+ * calls `encode()` on a publish's headers (not part of its typed interface, so test/node/publisher.test.ts
+ * checks both headers take effect).
+ */
+function jetStreamHeaders(msgId: string | undefined, lastSubjectSequence: number | undefined): MsgHdrs {
+  let text = "NATS/1.0\r\n";
+  if (msgId !== undefined) {
+    if (/[\r\n]/.test(msgId)) throw new Error(`a Nats-Msg-Id cannot contain CR or LF: ${JSON.stringify(msgId)}`);
+    text += `Nats-Msg-Id: ${msgId}\r\n`;
+  }
+  if (lastSubjectSequence !== undefined) text += `Nats-Expected-Last-Subject-Sequence: ${Math.trunc(lastSubjectSequence)}\r\n`;
+  text += "\r\n";
+  return { encode: () => encoder.encode(text) } as unknown as MsgHdrs;
+}
+const encoder = new TextEncoder();
 
 interface Waiting {
   resolve: (ack: Pick<PubAck, "stream" | "seq" | "duplicate">) => void;
@@ -53,10 +71,16 @@ export class AckedPublisher implements Publisher {
   publish(subject: string, data: Uint8Array, options: PublishOptions = {}): Promise<Pick<PubAck, "stream" | "seq" | "duplicate">> {
     if (this.closed) return Promise.reject(new Error("publisher closed"));
     let h = options.headers;
-    if (options.msgID !== undefined || options.expect?.lastSubjectSequence !== undefined) {
-      h ??= natsHeaders();
+    if (h) {
       if (options.msgID !== undefined) h.set("Nats-Msg-Id", options.msgID);
       if (options.expect?.lastSubjectSequence !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(options.expect.lastSubjectSequence));
+    } else if (options.msgID !== undefined || options.expect?.lastSubjectSequence !== undefined) {
+      // Only these two: written straight in the wire form (all nats.js asks of headers here is encode()).
+      try {
+        h = jetStreamHeaders(options.msgID, options.expect?.lastSubjectSequence);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
     }
     const token = (this.next++).toString(36);
     return new Promise((resolve, reject) => {
