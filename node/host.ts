@@ -439,7 +439,7 @@ export class ShardRunner {
     const appendMs = performance.now() - appendStarted;
     advance(state, rec, plan.snapshot, journalSeq);
     failpoint("after-append");
-    await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
+    if (rec.effects.length > 0) await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
     this.notify(e.address, rec);
     const metrics = this.deps.metrics;
     for (const x of rec.effects) metrics.effectPublished(x.kind);
