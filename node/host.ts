@@ -141,7 +141,12 @@ export class ShardRunner {
     // By name, not by listing consumer infos: in a cluster that list asks every consumer's leader and waits
     // seconds for any that has none (one just deleted by the previous owner), which made handoffs take 4 s.
     for (const other of await consumerNames(this.deps.nc, stream)) {
-      if (!other.startsWith(`shard-${this.shard}-e`)) continue;
+      const parsed = /^shard-(\d+)-e(\d+)$/.exec(other);
+      if (!parsed || Number(parsed[1]) !== this.shard) continue;
+      // A newer owner's consumer means this runner is stale (it was paused or cut off): leave it alone.
+      if (Number(parsed[2]) > this.epoch) {
+        throw new FlowmetalError(ErrorCode.StaleOwner, `shard ${this.shard} already has ${other}, newer than this runner's epoch ${this.epoch}`);
+      }
       if (other === name && !recreate) {
         // Kept only if untouched and configured as below (a create that timed out but went through).
         const ci = await jsm.consumers.info(stream, name).catch(() => undefined);
@@ -216,6 +221,11 @@ export class ShardRunner {
           await this.openConsumer(true);
           break;
         } catch (err) {
+          if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
+            this.deps.log.warn({ shard: this.shard, epoch: this.epoch, err: err.message }, "a newer owner has the shard, stopping it");
+            this.fence();
+            return;
+          }
           this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs: delay }, "recreating the shard consumer failed, retrying");
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, 2000);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { createClient, type Client } from "../../node/client/index.js";
-import { createNode } from "../../node/node.js";
+import { createNode, type Placement } from "../../node/node.js";
 import { defineProgram } from "../../node/program.js";
 import { createSubjects, shardOf } from "../../protocol/subjects.js";
 import { counter } from "../fixtures/programs.js";
@@ -94,6 +94,35 @@ describe("resume", () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(seqs).toContain(m!.seq);
     expect(node.activeActors()).toBeGreaterThan(0);
+  });
+
+  it("a runner of an older epoch leaves the newer owner's consumer alone and stops (a stale node cannot unplug the owner)", async () => {
+    const fixed = (epoch: number, fenced: number[]): Placement => ({
+      async *watch(_node, shards) {
+        for (let shard = 0; shard < shards; shard++) yield { shard, epoch, owned: true };
+      },
+      fenced: (shard) => void fenced.push(shard),
+    });
+    await using nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    const names = async () => {
+      const out: string[] = [];
+      for await (const ci of await jsm.consumers.list("FM_IN")) out.push(ci.name);
+      return out.sort();
+    };
+    const fencedNew: number[] = [];
+    await using owner = await createNode({ servers: nats.url, modules: [counter], shards: 2, placement: fixed(7, fencedNew) });
+    await waitFor(async () => (await names()).join() === "shard-0-e7,shard-1-e7", { what: "the owner's consumers" });
+    const fencedOld: number[] = [];
+    await using _stale = await createNode({ servers: nats.url, modules: [counter], shards: 2, placement: fixed(6, fencedOld) });
+    await waitFor(() => fencedOld.length === 2, { what: "the stale node's runners stopped" });
+    expect(await names()).toEqual(["shard-0-e7", "shard-1-e7"]);
+    expect(fencedNew).toEqual([]);
+    const r = await fm.ask("counter/after-stale", { type: "INC" });
+    expect(r).toMatchObject({ step: 1 });
+    expect((await fm.history("counter/after-stale")).steps[0]).toMatchObject({ node: owner.name, epoch: 7 });
+    // Leave the streams as the single-node placement (epoch 1) of other tests expects them.
+    for (const n of await names()) await jsm.consumers.delete("FM_IN", n);
   });
 
   it("keeps the shard count of existing streams and refuses to change it", async () => {
