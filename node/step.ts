@@ -56,27 +56,49 @@ export function restoreSnapshot(machine: AnyStateMachine, persisted: unknown): A
 
 /** Logic with nothing in it, whose actors only serve to make a fresh actor system. */
 const systemSeed = fromTransition((s: null) => s, null);
-/** Per machine, the `self` its pure transitions run as (see inertScope). */
-const inertSelves = new WeakMap<AnyStateMachine, { system: unknown }>();
+/** Per machine, the `self` its pure transitions run as, and the actor system they use (see inertScope). */
+const inertSelves = new WeakMap<AnyStateMachine, { self: { system: unknown }; system: TrackedSystem }>();
+
+/** An actor system that notes whether anything registered in it (a spawned or invoked child). */
+interface TrackedSystem {
+  system: unknown;
+  used: boolean;
+}
+
+function trackedSystem(): TrackedSystem {
+  const system = createActor(systemSeed).system as unknown as Record<"_register" | "_set", (...args: unknown[]) => unknown>;
+  const tracked: TrackedSystem = { system, used: false };
+  for (const method of ["_register", "_set"] as const) {
+    const original = system[method]!.bind(system);
+    system[method] = (...args: unknown[]) => {
+      tracked.used = true;
+      return original(...args);
+    };
+  }
+  return tracked;
+}
 
 /**
  * What XState's pure `transition()` / `initialTransition()` do, minus the throwaway actor: each of their
  * calls creates an actor of the machine (computing its initial state) only to serve as `self`, about a tenth
- * of a node's CPU per step in profiles. Here that actor is made once per machine; each call still gets a
- * fresh actor system (as XState's does), so children spawned with a `systemId` never meet the previous
- * call's, and nothing accumulates. Actions are collected, not executed.
+ * of a node's CPU per step in profiles. Here that actor is made once per machine. Its actor system is kept
+ * as long as nothing registers in it; after a call that spawned or invoked a child, the next call gets a
+ * fresh one (as each of XState's calls does), so children with a `systemId` never meet an earlier call's
+ * and nothing accumulates. Actions are collected, not executed.
  */
 function inertScope(machine: AnyStateMachine, actions: unknown[]): never {
-  let self = inertSelves.get(machine);
-  if (!self) {
-    self = createActor(machine) as unknown as { system: unknown };
-    inertSelves.set(machine, self);
+  let cached = inertSelves.get(machine);
+  if (!cached) {
+    cached = { self: createActor(machine) as unknown as { system: unknown }, system: trackedSystem() };
+    inertSelves.set(machine, cached);
   }
-  const system = createActor(systemSeed).system;
+  if (cached.system.used) cached.system = trackedSystem();
+  const { self } = cached;
+  const system = cached.system.system;
   self.system = system;
-  const noop = () => {};
   return { self, defer: noop, id: "", logger: noop, sessionId: "", stopChild: noop, system, emit: noop, actionExecutor: (a: unknown) => void actions.push(a) } as never;
 }
+const noop = () => {};
 
 function transition(machine: AnyStateMachine, snapshot: AnyMachineSnapshot, event: WireEvent): [AnyMachineSnapshot, unknown[]] {
   const actions: unknown[] = [];
