@@ -7,7 +7,7 @@ import type { Logger } from "./logger.js";
 import type { CallMessage, CallResult } from "./records.js";
 import { noMetrics, type Metrics } from "./metrics.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
-import { ContentType, Header, InboxKind, type Subjects } from "./subjects.js";
+import { ContentType, Header, InboxKind, parseActorAddress, type Subjects } from "./subjects.js";
 
 /** What a function implementation is told about the call. */
 export interface CallContext {
@@ -112,6 +112,19 @@ export async function createFunctionWorker(
       call = parseCall(m);
     } catch (err) {
       log.error({ fn: meta.name, seq: m.seq, err: String(err) }, "malformed call, terminated");
+      m.term();
+      return;
+    }
+    // Results go only into the calling actor's inbox: a call naming any other subject (a caller trying to
+    // have workers publish where it may not, or a subject nothing stores) is refused.
+    let inbox: string | undefined;
+    try {
+      inbox = subjects.inbox(parseActorAddress(call.actor));
+    } catch {
+      inbox = undefined;
+    }
+    if (call.replyTo !== inbox) {
+      log.error({ fn: meta.name, seq: m.seq, actor: call.actor, replyTo: call.replyTo }, "call's replyTo is not its actor's inbox, terminated");
       m.term();
       return;
     }

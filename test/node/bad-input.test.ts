@@ -96,6 +96,20 @@ describe("inputs that cannot become a step", () => {
     expect((await fm.get("counter/cbor")).context).toMatchObject({ n: 2 });
   });
 
+  it("refuses a function call whose replyTo is not its actor's inbox: the function does not run, nothing lands there", async () => {
+    const h = headers();
+    h.set("Fm-Call", "evil.1");
+    h.set("Content-Type", "application/json");
+    const call = { callId: "evil.1", fn: "test.flaky", input: { failTimes: 0, key: "evil" }, actor: "worker/w-evil", replyTo: "fm.in.counter.victim", retry: { maxAttempts: 1, initialBackoffMs: 10, multiplier: 2, maxBackoffMs: 10 }, timeoutMs: 1000 };
+    await jetstream(nc).publish("fm.fx.call.test.flaky", JSON.stringify(call), { headers: h, msgID: "evil.1" });
+    await waitFor(async () => {
+      const ci = await jsm.consumers.info("FM_FX", "fn-test_flaky");
+      return ci.delivered.stream_seq > 0 && ci.num_pending === 0 && ci.num_ack_pending === 0;
+    }, { what: "the call taken and terminated" });
+    expect(programs.attempts.get("evil")).toBeUndefined();
+    await expect(fm.get("counter/victim")).rejects.toMatchObject({ code: ErrorCode.UnknownActor });
+  });
+
   it("leaves no input behind: every message was acked, none is redelivered in a loop", async () => {
     await waitFor(async () => (await jsm.streams.info("FM_IN")).state.messages === 0, { what: "inbox drained" });
     const c = await jsm.consumers.info("FM_IN", "shard-0-e1");

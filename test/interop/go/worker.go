@@ -112,6 +112,7 @@ func backoff(p retryPolicy, attempt int) time.Duration {
 }
 
 type worker struct {
+	prefix  string
 	js      jetstream.JetStream
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
@@ -128,7 +129,7 @@ func runWorker(url, prefix string) error {
 	if err != nil {
 		return err
 	}
-	w := &worker{js: js, running: map[string]context.CancelFunc{}}
+	w := &worker{prefix: prefix, js: js, running: map[string]context.CancelFunc{}}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -226,7 +227,10 @@ func (w *worker) handle(m jetstream.Msg) {
 	}
 	attempt := int(md.NumDelivered)
 	var call callMessage
-	if err := json.Unmarshal(m.Data(), &call); err != nil || call.CallID == "" || call.ReplyTo == "" {
+	err = json.Unmarshal(m.Data(), &call)
+	// §5: answer only into the calling actor's inbox, <prefix>.in.<program>.<key>.
+	program, key, _ := strings.Cut(call.Actor, "/")
+	if err != nil || call.CallID == "" || program == "" || key == "" || call.ReplyTo != w.prefix+".in."+program+"."+key {
 		logLine("malformed", map[string]any{"seq": md.Sequence.Stream})
 		_ = m.Term()
 		return

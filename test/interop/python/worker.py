@@ -128,6 +128,9 @@ class Worker:
         try:
             call = json.loads(msg.data)
             assert isinstance(call["callId"], str) and isinstance(call["replyTo"], str)
+            # §5: answer only into the calling actor's inbox, fm.in.<program>.<key>.
+            program, _, key = str(call.get("actor", "")).partition("/")
+            assert program and key and call["replyTo"] == f"{self.prefix}.in.{program}.{key}", "replyTo is not the actor's inbox"
         except Exception as e:  # noqa: BLE001 - a call no worker can answer
             log("malformed", error=str(e), seq=msg.metadata.sequence.stream)
             await msg.term()
