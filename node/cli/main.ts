@@ -148,6 +148,34 @@ function waitForSignal(): Promise<string> {
   });
 }
 
+/**
+ * Waits for SIGINT/SIGTERM, then drains. Everything a process here holds is durable in JetStream, so a drain
+ * that cannot finish (NATS unreachable, a step retrying its append) must not keep the process alive: a second
+ * signal, or `FLOWMETAL_SHUTDOWN_TIMEOUT_MS` (default 30 s) without finishing, ends it at once — no worse
+ * than a kill -9, which every guarantee already allows for.
+ */
+async function drainOnSignal(log: ReturnType<typeof createLogger>, what: string, drain: () => Promise<void>, onForce?: () => void): Promise<void> {
+  const signal = await waitForSignal();
+  log.info({ signal }, what);
+  const ms = Number(process.env.FLOWMETAL_SHUTDOWN_TIMEOUT_MS ?? 30_000);
+  const force = (why: string) => {
+    process.stderr.write(`flowmetal: shutdown cut short (${why}); nothing durable is lost\n`);
+    onForce?.();
+    process.exit(1);
+  };
+  const timer = setTimeout(() => force(`still draining after ${ms} ms: is NATS reachable?`), ms);
+  const again = () => force("second signal");
+  process.once("SIGINT", again);
+  process.once("SIGTERM", again);
+  try {
+    await drain();
+  } finally {
+    clearTimeout(timer);
+    process.off("SIGINT", again);
+    process.off("SIGTERM", again);
+  }
+}
+
 async function startNode(modules: string[], url: string, v: Record<string, unknown>, log: ReturnType<typeof createLogger>, extra: Record<string, unknown> = {}) {
   if (modules.length === 0) throw new FlowmetalError(ErrorCode.BadRequest, "give at least one module with programs, e.g. examples/order.ts");
   const loaded = await loadModules(modules);
@@ -225,9 +253,9 @@ async function main(argv: string[]): Promise<void> {
         for (const r of stack.reverse()) await r.drain().catch(() => undefined);
         throw err;
       }
-      const sig = await waitForSignal();
-      log.info({ signal: sig }, "stopping");
-      for (const r of stack.reverse()) await r.drain();
+      await drainOnSignal(log, "stopping", async () => {
+        for (const r of stack.reverse()) await r.drain();
+      }, () => void server.stop());
       return;
     }
     case "node": {
@@ -246,10 +274,10 @@ async function main(argv: string[]): Promise<void> {
         throw err;
       });
       if (ui) out(`  web UI, admin API and /metrics on ${ui}`);
-      const sig = await waitForSignal();
-      log.info({ signal: sig }, "draining");
-      await obs.drain();
-      await node.drain();
+      await drainOnSignal(log, "draining", async () => {
+        await obs.drain();
+        await node.drain();
+      });
       return;
     }
     case "send":
@@ -308,15 +336,13 @@ async function main(argv: string[]): Promise<void> {
       if (which === "http-callback") {
         const c = await startCallbackConnector(url, v, log);
         out(`flowmetal connector http-callback ready on ${c.url}`);
-        await waitForSignal();
-        await c.drain();
+        await drainOnSignal(log, "stopping", () => c.drain());
         return;
       }
       if (which === "http-request") {
         const c = await startRequestConnector(url, v, log);
         out("flowmetal connector http-request ready");
-        await waitForSignal();
-        await c.drain();
+        await drainOnSignal(log, "stopping", () => c.drain());
         return;
       }
       throw new FlowmetalError(ErrorCode.BadRequest, `unknown connector '${which ?? ""}' (available: http-request, http-callback)`);
