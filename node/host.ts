@@ -10,7 +10,7 @@ import { toNotice } from "./views.js";
 import type { Metrics } from "../protocol/metrics.js";
 import type { EffectPublisher } from "./effects.js";
 import { appendStep, readLast } from "./journal.js";
-import type { Publisher } from "./publisher.js";
+import { wireHeaders, type Publisher } from "./publisher.js";
 import type { Logger } from "./logger.js";
 import type { ProgramDefinition } from "./program.js";
 import { failpoint } from "./failpoints.js";
@@ -500,18 +500,8 @@ export class ShardRunner {
   }
 }
 
-/**
- * One shared, never-changed headers object for state notices (building one per step showed in profiles),
- * encoded once: nats.js encodes a publish's headers by calling `encode()` on them.
- */
-const jsonHeaders = (() => {
-  const h = natsHeaders();
-  h.set(Header.ContentType, ContentType.Json);
-  const impl = h as unknown as { encode(): Uint8Array };
-  const bytes = impl.encode();
-  impl.encode = () => bytes;
-  return h;
-})();
+/** One shared headers block for state notices (building one per step showed in profiles). */
+const jsonHeaders = wireHeaders([[Header.ContentType, ContentType.Json]]);
 
 /** Checks a function result body: `{ callId, output }` or `{ callId, error: { code, message } }`. */
 export function parseCallResult(body: unknown): CallResult {

@@ -17,22 +17,29 @@ export interface Publisher {
 }
 
 /**
- * `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` as the NATS header block (`NATS/1.0` and CRLF lines),
- * without a `MsgHdrs` map per publish: the step path sends one such block per journal append. nats.js only
- * calls `encode()` on a publish's headers (not part of its typed interface, so test/node/publisher.test.ts
- * checks both headers take effect).
+ * Headers as the NATS header block (`NATS/1.0` and CRLF lines), encoded once, without a `MsgHdrs` map:
+ * for the step path, which sends a block per journal append and per state notice. A publish only calls
+ * `encode()` on its headers (not part of nats.js's typed interface, so test/node/publisher.test.ts checks
+ * that headers sent this way take effect). Only for publishing: nothing else of `MsgHdrs` is there.
  */
-function jetStreamHeaders(msgId: string | undefined, lastSubjectSequence: number | undefined): MsgHdrs {
+export function wireHeaders(fields: readonly (readonly [string, string])[]): MsgHdrs {
   let text = "NATS/1.0\r\n";
-  if (msgId !== undefined) {
-    if (/[\r\n]/.test(msgId)) throw new Error(`a Nats-Msg-Id cannot contain CR or LF: ${JSON.stringify(msgId)}`);
-    text += `Nats-Msg-Id: ${msgId}\r\n`;
+  for (const [name, value] of fields) {
+    if (/[\r\n]/.test(name + value)) throw new Error(`a header cannot contain CR or LF: ${JSON.stringify(`${name}: ${value}`)}`);
+    text += `${name}: ${value}\r\n`;
   }
-  if (lastSubjectSequence !== undefined) text += `Nats-Expected-Last-Subject-Sequence: ${Math.trunc(lastSubjectSequence)}\r\n`;
-  text += "\r\n";
-  return { encode: () => encoder.encode(text) } as unknown as MsgHdrs;
+  const bytes = encoder.encode(`${text}\r\n`);
+  return { encode: () => bytes } as unknown as MsgHdrs;
 }
 const encoder = new TextEncoder();
+
+/** `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` of a journal append. */
+function jetStreamHeaders(msgId: string | undefined, lastSubjectSequence: number | undefined): MsgHdrs {
+  const fields: [string, string][] = [];
+  if (msgId !== undefined) fields.push(["Nats-Msg-Id", msgId]);
+  if (lastSubjectSequence !== undefined) fields.push(["Nats-Expected-Last-Subject-Sequence", String(Math.trunc(lastSubjectSequence))]);
+  return wireHeaders(fields);
+}
 
 interface Waiting {
   resolve: (ack: Pick<PubAck, "stream" | "seq" | "duplicate">) => void;
