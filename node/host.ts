@@ -14,6 +14,7 @@ import { wireHeaders, type Publisher } from "./publisher.js";
 import type { Logger } from "./logger.js";
 import type { ProgramDefinition } from "./program.js";
 import { failpoint } from "./failpoints.js";
+import { retryWithBackoff } from "../protocol/retry.js";
 import { advance, planStep, restoreSnapshot, type ActorState, type StepInput } from "./step.js";
 
 export interface HostOptions {
@@ -73,18 +74,12 @@ async function consumerNames(nc: NatsConnection, stream: string): Promise<string
 }
 
 /** Retries `fn` on retryable errors with capped backoff until it succeeds or `stopped()` says to give up. */
-async function persist<T>(fn: () => Promise<T>, stopped: () => boolean, log: Logger, what: string): Promise<T> {
-  let delay = 50;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!FlowmetalError.is(err) || !err.retryable || err.code === ErrorCode.StaleOwner || stopped()) throw err;
-      log.warn({ err: err.message, retryInMs: delay }, `${what} failed, retrying`);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
-    }
-  }
+function persist<T>(fn: () => Promise<T>, stopped: () => boolean, log: Logger, what: string): Promise<T> {
+  return retryWithBackoff(fn, {
+    firstDelayMs: 50,
+    giveUp: (err) => !FlowmetalError.is(err) || !err.retryable || err.code === ErrorCode.StaleOwner || stopped(),
+    onRetry: (err, retryInMs) => log.warn({ err: (err as Error).message, retryInMs }, `${what} failed, retrying`),
+  });
 }
 
 /**
@@ -170,8 +165,8 @@ export class ShardRunner {
     const consumer = await js.consumers.get(stream, name);
     const messages = await consumer.consume({ max_messages: options.maxInFlight });
     this.messages = messages;
-    const ms = (t: number) => Math.round(performance.now() - t);
-    this.deps.log.debug({ shard: this.shard, epoch: this.epoch, listDeleteMs: Math.round(t1 - t0), addMs: Math.round(t2 - t1), consumeMs: ms(t2), totalMs: ms(t0) }, "shard consumer opened");
+    const t3 = performance.now();
+    this.deps.log.debug({ shard: this.shard, epoch: this.epoch, listDeleteMs: Math.round(t1 - t0), addMs: Math.round(t2 - t1), consumeMs: Math.round(t3 - t2), totalMs: Math.round(t3 - t0) }, "shard consumer opened");
     void this.watchStatus(messages);
   }
 
@@ -215,23 +210,23 @@ export class ShardRunner {
       this.messages = undefined;
       messages.stop();
       if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
-      let delay = 100;
-      while (!this.stopping && !this.fenced) {
-        try {
-          await this.openConsumer(true);
-          break;
-        } catch (err) {
-          if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
-            this.deps.log.warn({ shard: this.shard, epoch: this.epoch, err: err.message }, "a newer owner has the shard, stopping it");
-            this.fence();
-            return;
-          }
-          this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs: delay }, "recreating the shard consumer failed, retrying");
-          await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(delay * 2, 2000);
+      if (this.stopping || this.fenced) return;
+      const stopped = () => this.stopping || this.fenced;
+      try {
+        await retryWithBackoff(() => this.openConsumer(true), {
+          firstDelayMs: 100,
+          giveUp: (err) => FlowmetalError.is(err, ErrorCode.StaleOwner),
+          stopped,
+          onRetry: (err, retryInMs) => this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs }, "recreating the shard consumer failed, retrying"),
+        });
+      } catch (err) {
+        if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
+          this.deps.log.warn({ shard: this.shard, epoch: this.epoch, err: err.message }, "a newer owner has the shard, stopping it");
+          this.fence();
         }
+        return;
       }
-      if (this.stopping || this.fenced) {
+      if (stopped()) {
         (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
         return;
       }

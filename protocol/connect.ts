@@ -1,6 +1,7 @@
 // protocol/connect.ts — one way to reach NATS from every process: server lists and credentials in URLs, errors with a code.
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { ErrorCode, FlowmetalError } from "./errors.js";
+import { retryWithBackoff } from "./retry.js";
 
 export const defaultServers = "nats://127.0.0.1:4222";
 
@@ -62,14 +63,5 @@ export function isTransient(err: unknown): boolean {
  */
 export async function whenAvailable<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let delay = 100;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isTransient(err) || Date.now() + delay > deadline) throw err;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2000);
-    }
-  }
+  return retryWithBackoff(fn, { firstDelayMs: 100, giveUp: (err, delay) => !isTransient(err) || Date.now() + delay > deadline });
 }

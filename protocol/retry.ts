@@ -34,3 +34,36 @@ export function backoffMs(policy: RetryPolicy, attempt: number, random: () => nu
   const base = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * policy.multiplier ** Math.max(0, attempt - 1));
   return Math.round(base * (0.8 + 0.4 * random()));
 }
+
+/** How {@link retryWithBackoff} waits and when it stops. */
+export interface BackoffLoop {
+  /** First wait after a failure; each further one doubles, up to `maxDelayMs`. */
+  firstDelayMs: number;
+  /** @default 2000 */
+  maxDelayMs?: number;
+  /** Asked after each failure, with the wait that would come next: true throws the error at once. */
+  giveUp(err: unknown, nextDelayMs: number): boolean;
+  /** Asked after each wait, before the next attempt: true throws the last error instead. */
+  stopped?(): boolean;
+  /** Told of each failure that will be retried (for the log). */
+  onRetry?(err: unknown, delayMs: number): void;
+}
+
+/**
+ * Runs `fn` until it succeeds, waiting between attempts with doubling delays: the one retry loop of
+ * the node's step path, its shard consumers, function workers and JetStream start-up.
+ */
+export async function retryWithBackoff<T>(fn: () => Promise<T>, loop: BackoffLoop): Promise<T> {
+  let delay = loop.firstDelayMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (loop.giveUp(err, delay)) throw err;
+      loop.onRetry?.(err, delay);
+      await new Promise((r) => setTimeout(r, delay));
+      if (loop.stopped?.()) throw err;
+      delay = Math.min(delay * 2, loop.maxDelayMs ?? 2000);
+    }
+  }
+}

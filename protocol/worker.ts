@@ -6,7 +6,7 @@ import { ErrorCode, FlowmetalError, type WireError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { CallMessage, CallResult } from "./records.js";
 import { noMetrics, type Metrics } from "./metrics.js";
-import { backoffMs, type RetryPolicy } from "./retry.js";
+import { backoffMs, retryWithBackoff, type RetryPolicy } from "./retry.js";
 import { ContentType, Header, InboxKind, parseActorAddress, type Subjects } from "./subjects.js";
 
 /** What a function implementation is told about the call. */
@@ -192,18 +192,12 @@ export async function createFunctionWorker(
   }
 
   /** Publishes a result until JetStream stores it; gives up only when the worker stops (the call then comes again). */
-  async function publishResult(call: CallMessage, result: CallResult): Promise<void> {
-    let delay = 100;
-    for (;;) {
-      try {
-        return await reply(call, result);
-      } catch (err) {
-        if (stopping) throw err;
-        log.warn({ callId: call.callId, err: String((err as Error)?.message ?? err), retryInMs: delay }, "publishing a call result failed, retrying");
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 2000);
-      }
-    }
+  function publishResult(call: CallMessage, result: CallResult): Promise<void> {
+    return retryWithBackoff(() => reply(call, result), {
+      firstDelayMs: 100,
+      giveUp: () => stopping,
+      onRetry: (err, retryInMs) => log.warn({ callId: call.callId, err: String((err as Error)?.message ?? err), retryInMs }, "publishing a call result failed, retrying"),
+    });
   }
 
   for (const meta of functions) {
