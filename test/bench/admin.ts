@@ -16,18 +16,10 @@ import { connectNats } from "../../protocol/connect.js";
 import { createSubjects } from "../../protocol/subjects.js";
 import { startNatsServer } from "../support/nats-server.js";
 import { benchCounter } from "./program.js";
-import { fmt, memory, percentile, pipelined, round, table, until } from "./util.js";
+import { envCount, fmt, memory, percentile, pipelined, round, table, until } from "./util.js";
 
 const quick = process.argv.includes("--quick");
-function num(name: string, full: number, small: number): number {
-  const v = process.env[`BENCH_ADMIN_${name}`];
-  if (v) {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_ADMIN_${name} must be a positive integer, got '${v}'`);
-    return n;
-  }
-  return quick ? small : full;
-}
+const num = (name: string, full: number, small: number) => envCount(`BENCH_ADMIN_${name}`, full, small, quick, true);
 const config = {
   actors: num("ACTORS", 1_000, 200),
   perActor: num("PER_ACTOR", 20, 10),

@@ -31,21 +31,13 @@ import { createSubjects, parseActorAddress } from "../../protocol/subjects.js";
 import { natsServerBin, startNatsServer } from "../support/nats-server.js";
 import { benchCounter } from "./program.js";
 import { benchSkeleton } from "./skeleton.js";
-import { cpuMeter, cpuPerOp, fmt, type CpuShare, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
+import { cpuMeter, cpuPerOp, envCount, fmt, type CpuShare, median, memory, percentile, pipelined, round, table, until, type MemorySample } from "./util.js";
 
 const quick = process.argv.includes("--quick");
 const memoryChild = process.argv.includes("--memory-child");
 const loadChild = process.argv.includes("--load-child");
 
-function num(name: string, full: number, small: number): number {
-  const v = process.env[`BENCH_${name}`];
-  if (v !== undefined && v !== "") {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_${name} must be a positive number, got '${v}'`);
-    return n;
-  }
-  return quick ? small : full;
-}
+const num = (name: string, full: number, small: number) => envCount(`BENCH_${name}`, full, small, quick);
 
 const config = {
   /** Raw JetStream: publishes awaited one by one. */

@@ -14,6 +14,20 @@ export async function pipelined(count: number, window: number, fn: (i: number) =
   await Promise.all(Array.from({ length: Math.max(1, Math.min(window, count)) }, lane));
 }
 
+/**
+ * A benchmark count from environment variable `name` (a positive number, an integer when `integer`), or
+ * else `full`, or `small` for a `--quick` run. Bad values are refused with the variable's name.
+ */
+export function envCount(name: string, full: number, small: number, quick: boolean, integer = false): number {
+  const v = process.env[name];
+  if (v !== undefined && v !== "") {
+    const n = Number(v);
+    if (integer ? !Number.isInteger(n) || n <= 0 : !Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive ${integer ? "integer" : "number"}, got '${v}'`);
+    return n;
+  }
+  return quick ? small : full;
+}
+
 /** Nearest-rank percentile of an ascending array (p in 0..100). */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
