@@ -33,7 +33,8 @@ import { startNatsCluster, type NatsCluster } from "../support/nats-cluster.js";
 import { natsServerBin } from "../support/nats-server.js";
 import { createLab, netnsUnavailable, type Lab, type LabProcess } from "../support/netns.js";
 import { spawnNode, type NodeProcess } from "../support/node-process.js";
-import { waitFor } from "../support/wait.js";
+import { retrying, waitFor } from "../support/wait.js";
+import { percentile } from "../bench/util.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const cli = fileURLToPath(new URL("../../dist/node/cli/main.js", import.meta.url));
@@ -55,15 +56,10 @@ if (netnsWhy) console.warn(`test/chaos/cluster-chaos.test.ts: the partition scen
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
 function stats(xs: readonly number[]): string {
   if (xs.length === 0) return "no samples";
-  return `p50 ${Math.round(percentile(xs, 50))} ms, p99 ${Math.round(percentile(xs, 99))} ms, max ${Math.round(Math.max(...xs))} ms (n=${xs.length})`;
+  const s = [...xs].sort((a, b) => a - b);
+  return `p50 ${Math.round(percentile(s, 50))} ms, p99 ${Math.round(percentile(s, 99))} ms, max ${Math.round(s[s.length - 1]!)} ms (n=${xs.length})`;
 }
 
 const shardOfActor = (actor: string) => shardOf(parseActorAddress(actor), SHARDS);
@@ -87,18 +83,6 @@ async function inboxBacklog(jsm: JetStreamManager): Promise<number> {
   return Object.values(info.state.subjects ?? {}).reduce((n, c) => n + c, 0);
 }
 
-/** Retries a read while the cluster is electing leaders or a server is down. */
-async function retrying<T>(f: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await f();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(100);
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Load: accounts receiving ADD events (retried with their msgId until acknowledged) and alarms re-armed

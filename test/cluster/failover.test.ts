@@ -3,7 +3,7 @@ import { createClient, type Client } from "../../node/client/index.js";
 import { shardOf } from "../../protocol/subjects.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
 import { spawnNode, type NodeProcess } from "../support/node-process.js";
-import { waitFor } from "../support/wait.js";
+import { retrying, waitFor } from "../support/wait.js";
 
 const modules = ["test/fixtures/programs.ts"];
 const TTL = 1500;
@@ -17,18 +17,9 @@ async function start(name: string) {
   return p;
 }
 
-async function retry<T>(f: () => Promise<T>): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      return await f();
-    } catch (err) {
-      if (i > 50) throw err;
-    }
-  }
-}
 
 async function owners(): Promise<Map<number, string | null>> {
-  const v = await retry(() => fm.cluster());
+  const v = await retrying(() => fm.cluster());
   return new Map(v.owners.map((o) => [o.shard, o.node]));
 }
 
@@ -57,19 +48,19 @@ async function expectExactlyOnce(actors: string[], expected: number) {
     return true;
   }, { timeoutMs: 30_000, what: `every actor at step ${expected}` }).catch(async (err) => {
     for (const a of actors) {
-      const g = await retry(() => fm.get(a));
+      const g = await retrying(() => fm.get(a));
       if (g.step !== expected) console.info("STUCK", a, g.step, new Date(g.updated).toISOString(), shardOf({ program: "counter", key: a.split("/")[1]! } as never, 16));
     }
-    console.info(JSON.stringify((await retry(() => fm.cluster())).owners.map((o) => `${o.shard}:${o.node}:${o.epoch}:${o.reason}`)));
+    console.info(JSON.stringify((await retrying(() => fm.cluster())).owners.map((o) => `${o.shard}:${o.node}:${o.epoch}:${o.reason}`)));
     for (const p of procs.values()) console.info(p.name, p.alive, p.stderr().slice(-6000));
     throw err;
   });
   for (const a of actors) {
-    const h = await retry(() => fm.history(a, { limit: 1000 }));
+    const h = await retrying(() => fm.history(a, { limit: 1000 }));
     expect(h.steps.map((s) => s.step)).toEqual(Array.from({ length: expected }, (_, i) => i + 1));
     const epochsByShard = h.steps.map((s) => s.epoch);
     expect(epochsByShard).toEqual([...epochsByShard].sort((x, y) => x - y));
-    expect((await retry(() => fm.get(a))).context).toMatchObject({ n: expected });
+    expect((await retrying(() => fm.get(a))).context).toMatchObject({ n: expected });
   }
 }
 
@@ -97,7 +88,7 @@ describe("failover", () => {
     const loading = load(actors, 5, "during", 20);
     await procs.get("node-b")!.kill("SIGKILL");
     const killedAt = Date.now();
-    await retry(() => fm.send(probe, { type: "INC" }, { msgId: "probe" }));
+    await retrying(() => fm.send(probe, { type: "INC" }, { msgId: "probe" }));
     await waitFor(async () => (await fm.get(probe).catch(() => undefined))?.step === 1, { timeoutMs: 20_000, what: "probe actor resumed" });
     const failoverMs = Date.now() - killedAt;
     await loading;
@@ -114,7 +105,7 @@ describe("failover", () => {
     const actors = Array.from({ length: 30 }, (_, i) => `counter/s${i}`);
     await load(actors, 2, "pre");
     const c = procs.get("node-c")!;
-    const before = (await retry(() => fm.cluster())).owners;
+    const before = (await retrying(() => fm.cluster())).owners;
     const oldEpoch = new Map(before.filter((o) => o.node === "node-c").map((o) => [o.shard, o.epoch]));
     process.kill(c.pid, "SIGSTOP");
     const stoppedAt = Date.now();
@@ -129,7 +120,7 @@ describe("failover", () => {
       const shard = shardOf({ program: "counter", key: a.split("/")[1]! } as never, 16);
       const e = oldEpoch.get(shard);
       if (e === undefined) continue;
-      const h = await retry(() => fm.history(a, { limit: 1000 }));
+      const h = await retrying(() => fm.history(a, { limit: 1000 }));
       // Whatever node-c wrote under the epoch it held when paused was computed before the pause: its late
       // appends after SIGCONT were refused (lease) or rejected (JetStream), never stored.
       const old = h.steps.filter((s) => s.node === "node-c" && s.epoch === e);

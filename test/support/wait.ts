@@ -17,3 +17,16 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 25));
   }
 }
+
+/** Retries `f` every 100 ms until it succeeds or `timeoutMs` has passed (a read while a cluster elects leaders or a server is down). */
+export async function retrying<T>(f: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await f();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
