@@ -368,7 +368,7 @@ export function planStep(program: ProgramDefinition, state: ActorState, input: S
     effects.push(withId);
   }
 
-  const persisted = next ? machine.getPersistedSnapshot(next) : undefined;
+  const persisted = next ? persistSnapshot(next) : undefined;
   const record: StepRecord = {
     v: 1,
     actor: formatAddress(state.address),
@@ -395,6 +395,70 @@ export function planStep(program: ProgramDefinition, state: ActorState, input: S
   if (input.kind === "send" && input.from) record.from = input.from;
   if (input.kind === "send" && input.effect) record.effect = input.effect;
   return { kind: "step", record, snapshot: next, custom: outcome === "ok" ? w.custom : [] };
+}
+
+/** The fields of a machine snapshot as XState 5 creates it (createMachineSnapshot), in its order. */
+const snapshotKeys = ["status", "output", "error", "machine", "context", "_nodes", "value", "tags", "children", "historyValue", "matches", "hasTag", "can", "getMeta", "toJSON"];
+
+/**
+ * What XState's `getPersistedSnapshot` returns for a machine snapshot, built field by field: XState builds it
+ * with an object rest that excludes ten keys, which V8 runs as a slow generic copy (about a twentieth of a
+ * node's CPU per step). Same fields in the same order, actor refs in context replaced the same way; a
+ * snapshot of any other shape (a future XState with more fields) goes to XState's own. test/node/step.test.ts
+ * compares the two for machines with children, history states and refs in context.
+ */
+export function persistSnapshot(s: AnyMachineSnapshot): unknown {
+  const own = s as unknown as Record<string, unknown>;
+  let n = 0;
+  for (const k in own) {
+    if (k !== snapshotKeys[n]) return s.machine.getPersistedSnapshot(s);
+    n++;
+  }
+  if (n !== snapshotKeys.length) return s.machine.getPersistedSnapshot(s);
+  const children: Record<string, unknown> = {};
+  for (const id in s.children) {
+    const child = s.children[id] as unknown as { getPersistedSnapshot(): unknown; src: unknown; systemId: unknown; _syncSnapshot: unknown };
+    children[id] = { snapshot: child.getPersistedSnapshot(), src: child.src, systemId: child.systemId, syncSnapshot: child._syncSnapshot };
+  }
+  return {
+    status: s.status,
+    output: s.output,
+    error: (s as { error?: unknown }).error,
+    value: s.value,
+    historyValue: persistHistory(s.historyValue),
+    context: persistContext(s.context),
+    children,
+  };
+}
+
+function persistHistory(h: unknown): Record<string, { id: string }[]> {
+  const out: Record<string, { id: string }[]> = {};
+  if (typeof h !== "object" || h === null) return out;
+  for (const key in h) {
+    const v = (h as Record<string, unknown>)[key];
+    if (Array.isArray(v)) out[key] = v.map((node: { id: string }) => ({ id: node.id }));
+  }
+  return out;
+}
+
+/** XState's persistContext: actor refs anywhere in the context become `{ xstate$$type: 1, id }` (copies on write). */
+function persistContext(part: unknown): unknown {
+  let copy: Record<string, unknown> | unknown[] | undefined;
+  const obj = part as Record<string, unknown>;
+  for (const key in obj) {
+    const value = obj[key];
+    if (!value || typeof value !== "object") continue;
+    let replaced: unknown;
+    if ("sessionId" in value && "send" in value && "ref" in value) replaced = { xstate$$type: 1, id: (value as unknown as { id: unknown }).id };
+    else {
+      const inner = persistContext(value);
+      if (inner === value) continue;
+      replaced = inner;
+    }
+    copy ??= Array.isArray(obj) ? obj.slice() : { ...obj };
+    (copy as Record<string, unknown>)[key] = replaced;
+  }
+  return copy ?? part;
 }
 
 /** Applies a persisted record to the in-memory actor. */
