@@ -91,11 +91,13 @@ export class ShardRunner {
   private readonly actors = new Map<string, Entry>();
   private messages: ConsumerMessages | undefined;
   private inFlight = 0;
-  private slotWaiters: (() => void)[] = [];
+  /** Received in order but not dispatched yet: the shard has `maxInFlight` inputs in flight. */
+  private waiting: JsMsg[] = [];
   private stopping = false;
   private fenced = false;
   private sweeper: NodeJS.Timeout | undefined;
-  private loop: Promise<void> | undefined;
+  /** A consumer resync in progress (awaited by drain). */
+  private resyncing: Promise<void> | undefined;
   private readonly idle = new Set<() => void>();
 
   constructor(
@@ -113,7 +115,6 @@ export class ShardRunner {
 
   async start(): Promise<void> {
     await this.openConsumer(false);
-    this.loop = this.run();
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(this.deps.options.passivateAfterMs / 2, 5000)));
     this.sweeper.unref();
   }
@@ -163,74 +164,72 @@ export class ShardRunner {
     });
     const t2 = performance.now();
     const consumer = await js.consumers.get(stream, name);
-    const messages = await consumer.consume({ max_messages: options.maxInFlight });
+    // A callback, not the async iterator: no promise per message, and the inputs of one read are dispatched
+    // together, so their appends leave in one write.
+    const intake = { expected: 1, broken: false };
+    const messages = await consumer.consume({ max_messages: options.maxInFlight, callback: (m) => this.receive(m, intake) });
     this.messages = messages;
+    void messages.closed().then((err) => {
+      if (err && !this.stopping && !this.fenced && this.messages === messages) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
+    });
     const t3 = performance.now();
     this.deps.log.debug({ shard: this.shard, epoch: this.epoch, listDeleteMs: Math.round(t1 - t0), addMs: Math.round(t2 - t1), consumeMs: Math.round(t3 - t2), totalMs: Math.round(t3 - t0) }, "shard consumer opened");
     void this.watchStatus(messages);
   }
 
   /**
-   * Pulls inputs and dispatches them. Per actor, inputs must become steps in inbox order: a step records
-   * the inbox sequence it consumed, and anything at or below it is treated as a redelivery. So a delivery
-   * lost on its way here (a reconnect, a pull answered to a client that went away) must not be overtaken
-   * by later inputs: it would come back after ack_wait, below the actor's sequence, and be dropped. The
-   * consumer numbers its deliveries 1, 2, 3…; a gap means one went missing, and the runner stops
-   * dispatching, lets the steps in flight finish, and recreates the consumer, which delivers every
+   * Takes one delivery from the shard's consumer. Per actor, inputs must become steps in inbox order: a step
+   * records the inbox sequence it consumed, and anything at or below it is treated as a redelivery. So a
+   * delivery lost on its way here (a reconnect, a pull answered to a client that went away) must not be
+   * overtaken by later inputs: it would come back after ack_wait, below the actor's sequence, and be
+   * dropped. The consumer numbers its deliveries 1, 2, 3…; a gap means one went missing, and the runner
+   * stops dispatching, lets the steps in flight finish, and recreates the consumer, which delivers every
    * unacked input again in stream order.
    */
-  private async run(): Promise<void> {
-    for (;;) {
-      const messages = this.messages;
-      if (!messages) return;
-      let expected = 1;
-      let gap: { expected: number; got: number } | undefined;
-      try {
-        for await (const m of messages) {
-          const delivered = m.info.deliverySequence;
-          if (delivered !== expected) {
-            // Not dispatched: stays unacked and comes again from the recreated consumer.
-            gap = { expected, got: delivered };
-            break;
-          }
-          expected++;
-          if (this.inFlight >= this.deps.options.maxInFlight) {
-            await new Promise<void>((r) => this.slotWaiters.push(r));
-          }
-          // Not dispatched: stays unacked, and the next owner's fresh consumer delivers it again.
-          if (this.stopping || this.fenced) break;
-          this.dispatch(m);
-        }
-      } catch (err) {
-        if (!this.stopping) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
-      }
-      if (!gap || this.stopping || this.fenced) return;
-      this.deps.log.warn({ shard: this.shard, epoch: this.epoch, ...gap }, "a delivery went missing, recreating the shard consumer to keep inputs in order");
-      this.deps.metrics.consumerResynced(this.shard);
-      this.messages = undefined;
-      messages.stop();
-      if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
-      if (this.stopping || this.fenced) return;
-      const stopped = () => this.stopping || this.fenced;
-      try {
-        await retryWithBackoff(() => this.openConsumer(true), {
-          firstDelayMs: 100,
-          giveUp: (err) => FlowmetalError.is(err, ErrorCode.StaleOwner),
-          stopped,
-          onRetry: (err, retryInMs) => this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs }, "recreating the shard consumer failed, retrying"),
-        });
-      } catch (err) {
-        if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
-          this.deps.log.warn({ shard: this.shard, epoch: this.epoch, err: err.message }, "a newer owner has the shard, stopping it");
-          this.fence();
-        }
+  private receive(m: JsMsg, intake: { expected: number; broken: boolean }): void {
+    // Not dispatched: stays unacked, and comes again from the recreated (or the next owner's) consumer.
+    if (intake.broken || this.stopping || this.fenced) return;
+    try {
+      const delivered = m.info.deliverySequence;
+      if (delivered !== intake.expected) {
+        intake.broken = true;
+        this.resyncing = this.resync({ expected: intake.expected, got: delivered });
         return;
       }
-      if (stopped()) {
-        (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
-        return;
-      }
+      intake.expected++;
+      if (this.inFlight >= this.deps.options.maxInFlight) this.waiting.push(m);
+      else this.dispatch(m);
+    } catch (err) {
+      this.deps.log.error({ shard: this.shard, err: String((err as Error)?.message ?? err) }, "shard intake failed");
     }
+  }
+
+  /** Stops intake, waits for the steps in flight, and recreates the consumer (see {@link receive}). */
+  private async resync(gap: { expected: number; got: number }): Promise<void> {
+    this.deps.log.warn({ shard: this.shard, epoch: this.epoch, ...gap }, "a delivery went missing, recreating the shard consumer to keep inputs in order");
+    this.deps.metrics.consumerResynced(this.shard);
+    const messages = this.messages;
+    this.messages = undefined;
+    messages?.stop();
+    // Inputs received before the gap (in flight or waiting for a slot) are steps to take first.
+    if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
+    const stopped = () => this.stopping || this.fenced;
+    if (stopped()) return;
+    try {
+      await retryWithBackoff(() => this.openConsumer(true), {
+        firstDelayMs: 100,
+        giveUp: (err) => FlowmetalError.is(err, ErrorCode.StaleOwner),
+        stopped,
+        onRetry: (err, retryInMs) => this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs }, "recreating the shard consumer failed, retrying"),
+      });
+    } catch (err) {
+      if (FlowmetalError.is(err, ErrorCode.StaleOwner)) {
+        this.deps.log.warn({ shard: this.shard, epoch: this.epoch, err: err.message }, "a newer owner has the shard, stopping it");
+        this.fence();
+      }
+      return;
+    }
+    if (stopped()) (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
   }
 
   /** A newer owner deletes this runner's consumer when it takes the shard: that is a fence too. */
@@ -268,17 +267,21 @@ export class ShardRunner {
 
   /** Drops an actor's queued messages after the first `keep` ones and frees their in-flight slots. */
   private release(e: Entry, keep: number): void {
-    const removed = e.queue.splice(keep).length;
-    this.inFlight -= removed;
-    for (let i = 0; i < removed; i++) this.slotWaiters.shift()?.();
-    if (this.inFlight === 0) for (const r of this.idle) r();
+    this.inFlight -= e.queue.splice(keep).length;
+    this.slotsFreed();
   }
 
   /** The head message of an actor is done (acked): free its slot. */
   private completed(e: Entry): void {
     e.queue.shift();
     this.inFlight--;
-    this.slotWaiters.shift()?.();
+    this.slotsFreed();
+  }
+
+  /** Dispatches inputs waiting for a slot, in the order received; wakes whoever waits for the shard to be idle. */
+  private slotsFreed(): void {
+    const max = this.deps.options.maxInFlight;
+    while (this.waiting.length > 0 && this.inFlight < max && !this.stopping && !this.fenced) this.dispatch(this.waiting.shift()!);
     if (this.inFlight === 0) for (const r of this.idle) r();
   }
 
@@ -315,6 +318,7 @@ export class ShardRunner {
     if (this.fenced || this.stopping) return;
     this.fenced = true;
     this.messages?.stop();
+    this.waiting = []; // stay unacked for the next owner
     for (const e of this.actors.values()) if (!e.running) this.release(e, 0);
     this.onFenced(this.shard);
   }
@@ -487,10 +491,10 @@ export class ShardRunner {
     clearInterval(this.sweeper);
     this.messages?.stop();
     // Queued messages behind a running step are left unacked: the next owner gets them again.
+    this.waiting = [];
     for (const e of this.actors.values()) this.release(e, e.running ? 1 : 0);
-    for (const w of this.slotWaiters.splice(0)) w();
     if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
-    await this.loop;
+    await this.resyncing;
     this.actors.clear();
   }
 }

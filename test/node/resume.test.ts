@@ -65,6 +65,24 @@ describe("resume", () => {
     expect(node.activeActors()).toBe(1);
   });
 
+  it("takes every input, in order per actor, when more arrive than maxInFlight lets it start at once", async () => {
+    // With two slots per shard most deliveries wait for one: they must become steps in the order received.
+    await using node = await createNode({ servers: nats.url, modules: [counter], shards: 2, maxInFlight: 2 });
+    await using nc = await connect({ servers: nats.url });
+    const js = jetstream(nc);
+    const keys = Array.from({ length: 30 }, (_, i) => `mif${i}`);
+    const body = new TextEncoder().encode(JSON.stringify({ type: "INC" }));
+    await Promise.all(Array.from({ length: 4 }, () => keys).flat().map((k) => js.publish(`fm.in.counter.${k}`, body)));
+    await waitFor(async () => (await Promise.all(keys.map((k) => fm.get(`counter/${k}`).catch(() => undefined)))).every((v) => v?.step === 4), { what: "4 steps for each of 30 actors", timeoutMs: 15_000 });
+    for (const k of keys) {
+      const page = await fm.history(`counter/${k}`);
+      expect(page.steps.map((x) => x.context)).toEqual([1, 2, 3, 4].map((n) => expect.objectContaining({ n })));
+      const seqs = page.steps.map((x) => x.seq);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    }
+    expect(node.activeActors()).toBe(30);
+  });
+
   it("keeps an actor's inputs in order when a delivery goes missing on its way to the node", async () => {
     // The lost delivery is played by a second client that pulls one input from the node's own shard consumer
     // and never acks it (what a pull answered into a dropped connection looks like to the server). The inputs
