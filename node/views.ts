@@ -27,7 +27,7 @@ export function toNotice(rec: StepRecord): StateNotice {
     value: rec.value,
     status: rec.status,
     context: (rec.snapshot as { context?: unknown } | null)?.context ?? null,
-    emitted: rec.effects.flatMap((x) => (x.kind === "emit" ? [x.event] : [])),
+    emitted: rec.effects.length === 0 ? [] : rec.effects.flatMap((x) => (x.kind === "emit" ? [x.event] : [])),
     time: rec.time,
   };
   if (rec.error) n.error = rec.error;
