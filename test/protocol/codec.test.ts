@@ -383,6 +383,27 @@ describe("journal record encoding", () => {
     expect(decodeRecord(encodeRecord(rec))).toEqual({ step: 1, snapshot: { context: { a: 1, b: undefined }, children: {} }, when: "1970-01-01T00:00:00.000Z" });
   });
 
+  it("reads back records whether their data is plain or not: class instances, Maps, Dates, BigInts, odd constructors", async () => {
+    const { encodeRecord, decodeRecord } = await import("../../protocol/codec.js");
+    class Point {
+      x = 1;
+      y: number | undefined = undefined;
+    }
+    const nullProto = Object.assign(Object.create(null) as object, { a: 1 });
+    const roundTrip = (v: unknown) => decodeRecord(encodeRecord(v));
+    expect(roundTrip({ p: new Point(), big: 5n })).toStrictEqual({ p: { x: 1, y: undefined }, big: 5 });
+    expect(roundTrip({ m: new Map([["k", 1]]) })).toStrictEqual({ m: {} });
+    expect(roundTrip({ d: new Date(0), u: undefined })).toStrictEqual({ d: "1970-01-01T00:00:00.000Z", u: undefined });
+    expect(roundTrip({ n: nullProto })).toStrictEqual({ n: { a: 1 } });
+    expect(roundTrip({ odd: { constructor: Array, length: 2 } })).toStrictEqual({ odd: [undefined, undefined] });
+    expect(roundTrip({ deep: [[{ u: undefined }]], big: (1n << 64n) - 1n, neg: -(1n << 63n) })).toStrictEqual({ deep: [[{ u: undefined }]], big: 2 ** 64, neg: -(2 ** 63) });
+  });
+
+  it("replaces lone surrogates, in values and keys, so the record stays readable", async () => {
+    const { encodeRecord, decodeRecord } = await import("../../protocol/codec.js");
+    expect(decodeRecord(encodeRecord({ s: "a\ud800b", ["k\udc00"]: ["\udfff"], long: `${"x".repeat(100)}\ud800` }))).toStrictEqual({ s: "a\ufffdb", ["k\ufffd"]: ["\ufffd"], long: `${"x".repeat(100)}\ufffd` });
+  });
+
   it("goes through JSON for what CBOR-as-JSON cannot carry, and refuses what JSON cannot either", async () => {
     const { encodeRecord, decodeRecord } = await import("../../protocol/codec.js");
     expect(decodeRecord(encodeRecord({ m: new Map([[1, 2]]), x: Number.NaN }))).toEqual({ m: {}, x: null });
