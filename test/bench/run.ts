@@ -165,7 +165,7 @@ async function benchParallel(url: string, jsm: JetStreamManager, js: JetStreamCl
   let cpu: () => CpuShare;
   let t0: number;
   if (separate) {
-    const load = await startLoadChild(url, prefix, total);
+    const load = await startLoadChild(url, inbox(prefix), total);
     cpu = cpuMeter();
     t0 = performance.now();
     publishMs = await load.go();
@@ -213,11 +213,11 @@ function forkChild(args: string[], env: NodeJS.ProcessEnv, execArgv: string[], t
   return child;
 }
 
-/** A child process that publishes the parallel run's events when told to go; `go()` resolves with its publish time. */
-async function startLoadChild(url: string, prefix: string, total: number): Promise<{ go(): Promise<number> }> {
+/** A child process that publishes the parallel run's events (to `<subjectPrefix><i>`) when told to go; `go()` resolves with its publish time. */
+async function startLoadChild(url: string, subjectPrefix: string, total: number): Promise<{ go(): Promise<number> }> {
   const child = forkChild(
     ["--load-child"],
-    { BENCH_NATS_URL: url, BENCH_LOAD_PREFIX: prefix, BENCH_LOAD_TOTAL: String(total), BENCH_ACTORS: String(config.actors), BENCH_WINDOW: String(config.window) },
+    { BENCH_NATS_URL: url, BENCH_LOAD_SUBJECT: subjectPrefix, BENCH_LOAD_TOTAL: String(total), BENCH_ACTORS: String(config.actors), BENCH_WINDOW: String(config.window) },
     [],
     300_000,
   );
@@ -241,16 +241,16 @@ async function startLoadChild(url: string, prefix: string, total: number): Promi
 
 async function runLoadChild(): Promise<void> {
   const url = process.env.BENCH_NATS_URL;
-  const prefix = process.env.BENCH_LOAD_PREFIX ?? "p";
+  const subject = process.env.BENCH_LOAD_SUBJECT;
   const total = Number(process.env.BENCH_LOAD_TOTAL);
-  if (!url || !Number.isInteger(total)) throw new Error("bench: --load-child needs BENCH_NATS_URL and BENCH_LOAD_TOTAL");
+  if (!url || !subject || !Number.isInteger(total)) throw new Error("bench: --load-child needs BENCH_NATS_URL, BENCH_LOAD_SUBJECT and BENCH_LOAD_TOTAL");
   const nc = await connect({ servers: url, name: "bench-load", noAsyncTraces: true });
   const js = jetstream(nc);
   const go = new Promise<void>((r) => process.once("message", () => r()));
   process.send?.({ ready: true });
   await go;
   const t0 = performance.now();
-  await pipelined(total, config.window, (i) => js.publish(inbox(`${prefix}${i % config.actors}`), INC, slack));
+  await pipelined(total, config.window, (i) => js.publish(`${subject}${i % config.actors}`, INC, slack));
   process.send?.({ publishMs: performance.now() - t0 });
   await nc.close();
   process.disconnect?.();
@@ -483,7 +483,16 @@ async function main(): Promise<void> {
 
     console.log("1/5 raw JetStream publishes…");
     const raw = await benchRaw(js, jsm, server.url);
-    const skeleton = await benchSkeleton(server.url, js, jsm, { keys: config.actors, perKey: config.perActor, partitions: 16, recordBytes: 440, window: config.window, maxInFlight: 512 });
+    const skeletonOptions = { keys: config.actors, perKey: config.perActor, partitions: 16, recordBytes: 440, window: config.window, maxInFlight: 512 };
+    const skeleton = await benchSkeleton(server.url, js, jsm, skeletonOptions);
+    // The same with the load from another process, as in the live Flowmetal runs: what the pattern allows on this machine.
+    const skeletonLive = await benchSkeleton(server.url, js, jsm, {
+      ...skeletonOptions,
+      live: async (subjectPrefix) => {
+        const load = await startLoadChild(server.url, subjectPrefix, skeletonOptions.keys * skeletonOptions.perKey);
+        return () => load.go();
+      },
+    });
 
     node = await createNode({ servers: server.url, modules: [benchCounter], name: "bench" });
     client = await createClient({ servers: server.url });
@@ -513,6 +522,7 @@ async function main(): Promise<void> {
     const ratioSame = parallelSame.stepsPerSec / raw.pipelinedPerSec;
     const ratioBacklog = backlog.stepsPerSec / raw.pipelinedPerSec;
     const ratioSkeleton = skeleton.stepsPerSec / raw.pipelinedPerSec;
+    const ratioSkeletonLive = skeletonLive.stepsPerSec / raw.pipelinedPerSec;
     const ratioSingle = single.stepsPerSec / raw.syncPerSec;
     const pct = (x: number) => `${fmt(x * 100, 1)}%`;
     const cpuText = (c: CpuShare, ops: number) => {
@@ -536,6 +546,7 @@ async function main(): Promise<void> {
       ["  runs", "", "", parallelRuns.map((r) => fmt(r.stepsPerSec)).join(" / "), "", ""],
       ["live, load from the node's process", fmt(parallelSame.publishSeconds, 2), fmt(parallelSame.seconds, 2), fmt(parallelSame.stepsPerSec), pct(ratioSame), cpuText(parallelSame.cpu, parallelSame.steps)],
       ["backlog: events queued first, from node start", "", fmt(backlog.seconds, 2), fmt(backlog.stepsPerSec), pct(ratioBacklog), cpuText(backlog.cpu, backlog.steps)],
+      ["reference: a step's JetStream I/O alone, live", "", fmt(skeletonLive.seconds, 2), fmt(skeletonLive.stepsPerSec), pct(ratioSkeletonLive), cpuText(skeletonLive.cpu, skeletonLive.steps)],
       ["reference: a step's JetStream I/O alone, backlog", "", fmt(skeleton.seconds, 2), fmt(skeleton.stepsPerSec), pct(ratioSkeleton), cpuText(skeleton.cpu, skeleton.steps)],
       [`journal record size: ${fmt(parallel.avgRecordBytes)} bytes on average`, "", "", "", "", ""],
     ]);
@@ -563,6 +574,8 @@ async function main(): Promise<void> {
       parallelSameProcessStepsPerRawPipelined: round(ratioSame, 3),
       backlogStepsPerRawPipelined: round(ratioBacklog, 3),
       stepIoSkeletonPerRawPipelined: round(ratioSkeleton, 3),
+      stepIoSkeletonLivePerRawPipelined: round(ratioSkeletonLive, 3),
+      livePerStepIoSkeletonLive: round(parallel.stepsPerSec / skeletonLive.stepsPerSec, 3),
       backlogPerStepIoSkeleton: round(backlog.stepsPerSec / skeleton.stepsPerSec, 3),
       singleStepsPerRawSync: round(ratioSingle, 3),
       target: 0.4,
@@ -583,6 +596,7 @@ async function main(): Promise<void> {
       parallelRunsStepsPerSec: parallelRuns.map((r) => r.stepsPerSec),
       parallelSameProcess: parallelSame,
       stepIoSkeleton: skeleton,
+      stepIoSkeletonLive: skeletonLive,
       backlog,
       resume,
       memory: mem,
