@@ -151,8 +151,9 @@ function isPlainData(value: unknown, depth: number): boolean {
       }
       if (kind !== Object) return false;
       const obj = value as Record<string, unknown>;
-      for (const key in obj) {
-        if (!Object.hasOwn(obj, key)) continue; // cbor-x writes own keys only
+      const keys = Object.keys(obj); // what cbor-x writes (variableMapSize)
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!;
         if (!key.isWellFormed() || !isPlainData(obj[key], depth - 1)) return false;
       }
       return true;
