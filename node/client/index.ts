@@ -50,7 +50,12 @@ export interface Client extends AsyncDisposable {
   history(actor: string, options?: { after?: number; limit?: number; at?: number }): Promise<HistoryPage>;
   /** Nodes, shards, owners and epochs (cluster nodes only). */
   cluster(): Promise<ClusterView>;
-  /** Moves a shard, or the shard of `<program>/<key>`, to `node`; resolves once that node owns it. */
+  /**
+   * Moves a shard, or the shard of `<program>/<key>`, to `node`; resolves once that node owns it (within
+   * `timeoutMs`, default 30 s). Asks in rounds of a few seconds: when the node serving a round dies (or the
+   * owner takes long to let go), the next round is asked of whichever node answers, and continues the same
+   * move. `ms` counts from the first round; `from` is the owner when the answering round began.
+   */
   move(target: string, node: string, timeoutMs?: number): Promise<MoveResult>;
   /** Starts draining `node` (or with `undo`, stops): its shards move to other nodes. */
   drain(node: string, options?: { undo?: boolean }): Promise<{ node: string; draining: boolean; shardsLeft: number[] }>;
@@ -106,7 +111,22 @@ export async function createClient(options: ClientOptions = {}): Promise<Client>
     list: (program, o = {}) => call(ApiVerb.List, { program, ...o }),
     stats: (program) => call(ApiVerb.Stats, { program }),
     cluster: () => call(ApiVerb.Cluster, {}),
-    move: (target, node, timeoutMs) => call(ApiVerb.Move, { target, node, ...(timeoutMs ? { timeoutMs } : {}) }, (timeoutMs ?? 30_000) + 5_000),
+    async move(target, node, timeoutMs = 30_000) {
+      const t0 = Date.now();
+      // One round's wait on the server; a round with no reply (its node died) is noticed a second after it.
+      const round = Math.min(5_000, Math.max(250, Math.floor(timeoutMs / 4)));
+      for (;;) {
+        const wait = Math.max(1, Math.min(round, timeoutMs - (Date.now() - t0)));
+        try {
+          const r = await call<MoveResult>(ApiVerb.Move, { target, node, timeoutMs: wait }, wait + 1_000);
+          return { ...r, ms: Date.now() - t0 };
+        } catch (err) {
+          // Pinning is idempotent: asking again continues the same move. Anything else (a bad target, an unknown
+          // node, no node at all) is final.
+          if (!FlowmetalError.is(err, ErrorCode.Timeout) || Date.now() - t0 >= timeoutMs) throw err;
+        }
+      }
+    },
     drain: (node, o = {}) => call(ApiVerb.Drain, { node, undo: o.undo === true }),
     async close() {
       if (own && !nc.isClosed()) await nc.close();

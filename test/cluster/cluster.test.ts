@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
 import { createClusterNode, type ClusterNode } from "../../cluster/index.js";
 import { desiredOwner } from "../../cluster/rendezvous.js";
 import { createClient, type Client } from "../../node/client/index.js";
@@ -122,5 +123,52 @@ describe("cluster", () => {
     expect(d.ownedShards().length).toBeGreaterThan(0);
     const r = await fm.ask("counter/join", { type: "INC" });
     expect(r).toMatchObject({ step: 2, context: { n: 2 } });
+  });
+});
+
+describe("flowmetal move from the client's side", () => {
+  // A scripted responder on its own subject prefix plays the nodes: NATS picks one member of the API queue
+  // group per request, so with real nodes the test could not choose which request goes unanswered.
+  async function responder(prefix: string, answer: (n: number) => object | undefined) {
+    const nc = await connect({ servers: nats.url });
+    const seen: unknown[] = [];
+    nc.subscribe(`${prefix}.api.move`, {
+      callback: (_err, m) => {
+        seen.push(m.json());
+        const reply = answer(seen.length);
+        if (reply) m.respond(JSON.stringify(reply));
+      },
+    });
+    await nc.flush();
+    return { nc, seen };
+  }
+
+  it("asks again when the node serving the move dies without answering, and returns the move's result", async () => {
+    const result = { shard: 3, from: "node-a", to: "node-b", epoch: 7, ms: 4, actors: 2 };
+    const { nc, seen } = await responder("mva", (n) => (n === 1 ? undefined : { ok: true, result }));
+    await using mv = await createClient({ servers: nats.url, prefix: "mva" });
+    const r = await mv.move("3", "node-b", 4_000);
+    expect(r).toMatchObject({ shard: 3, from: "node-a", to: "node-b", epoch: 7, actors: 2 });
+    expect(r.ms).toBeGreaterThanOrEqual(1_000); // counted from the first round, which got no reply
+    // Rounds of a quarter of the timeout, the same move each time.
+    expect(seen).toEqual([1, 2].map(() => ({ target: "3", node: "node-b", timeoutMs: 1_000 })));
+    await nc.close();
+  });
+
+  it("does not ask again when a node refuses the move, and gives up at its timeout", async () => {
+    const refusal = { ok: false, error: { code: "FM_ERR_BAD_REQUEST", message: "no live node named node-x", retryable: false } };
+    const refused = await responder("mvb", () => refusal);
+    await using mvb = await createClient({ servers: nats.url, prefix: "mvb" });
+    await expect(mvb.move("3", "node-x", 4_000)).rejects.toMatchObject({ code: "FM_ERR_BAD_REQUEST", message: expect.stringContaining("node-x") });
+    expect(refused.seen).toHaveLength(1);
+    await refused.nc.close();
+
+    const silent = await responder("mvc", () => undefined);
+    await using mvc = await createClient({ servers: nats.url, prefix: "mvc" });
+    const t0 = Date.now();
+    await expect(mvc.move("3", "node-b", 2_000)).rejects.toMatchObject({ code: "FM_ERR_TIMEOUT" });
+    expect(Date.now() - t0).toBeLessThan(6_000);
+    expect(silent.seen.length).toBeGreaterThanOrEqual(2);
+    await silent.nc.close();
   });
 });
