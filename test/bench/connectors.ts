@@ -63,18 +63,24 @@ async function main(): Promise<void> {
       });
     });
 
-  // Function: event in → call published → worker runs it → result into the inbox → step back to idle.
-  const fn: number[] = [];
-  for (let i = 0; i < N + 20; i++) {
-    const back = nextState("f", "idle");
-    const t0 = performance.now();
-    await js.publish("fm.in.roundtrip.f", '{"type":"GO"}', { headers: h });
-    await back;
-    if (i >= 20) fn.push(performance.now() - t0);
-  }
+  /** Round trips of actor `key`: `event` in → call published → a worker runs it → result into the inbox → step back to idle. 20 warm-up ones are not counted. */
+  const functionRoundTrips = async (key: string, event: string): Promise<number[]> => {
+    const times: number[] = [];
+    for (let i = 0; i < N + 20; i++) {
+      const back = nextState(key, "idle");
+      const t0 = performance.now();
+      await js.publish(`fm.in.roundtrip.${key}`, event, { headers: h });
+      await back;
+      if (i >= 20) times.push(performance.now() - t0);
+    }
+    return times;
+  };
+
+  // Function: the no-op function, run by the node's in-process TS worker.
+  const fn = await functionRoundTrips("f", '{"type":"GO"}');
 
   // The same round trip through a Go worker process (when Go is installed), built from test/interop/go.
-  const goFn: number[] = [];
+  let goFn: number[] = [];
   let goNote = "go not installed";
   if (spawnSync("go", ["version"]).status === 0) {
     const bin = join(await mkdtemp(join(tmpdir(), "fm-bench-go-")), "interop-go");
@@ -82,13 +88,7 @@ async function main(): Promise<void> {
     if (built.status === 0) {
       const worker = spawn(bin, ["worker", nats.url], { stdio: ["ignore", "ignore", "inherit"] });
       try {
-        for (let i = 0; i < N + 20; i++) {
-          const back = nextState("g", "idle");
-          const t0 = performance.now();
-          await js.publish("fm.in.roundtrip.g", '{"type":"GOGO"}', { headers: h });
-          await back;
-          if (i >= 20) goFn.push(performance.now() - t0);
-        }
+        goFn = await functionRoundTrips("g", '{"type":"GOGO"}');
         goNote = "Go worker (nats.go) in its own process";
       } finally {
         worker.kill("SIGKILL");
