@@ -177,7 +177,7 @@ export function createApiService(deps: ApiDeps): ApiService {
       if (!FlowmetalError.is(err) && isTransient(err)) {
         // JetStream not ready (a restart, a leader election): say so, and that trying again is right.
         log.warn({ verb, err: String((err as Error)?.message ?? err) }, "api request failed: JetStream unavailable");
-        reply = { ok: false, error: { code: ErrorCode.Unavailable, message: `${verb} failed, JetStream is unavailable: ${String((err as Error)?.message ?? err)}`, retryable: true } };
+        reply = { ok: false, error: new FlowmetalError(ErrorCode.Unavailable, `${verb} failed, JetStream is unavailable: ${String((err as Error)?.message ?? err)}`).toWire() };
       } else {
         if (!FlowmetalError.is(err)) log.error({ verb, err: String((err as Error)?.stack ?? err) }, "api request failed");
         reply = { ok: false, error: toWireError(err) };
