@@ -25,25 +25,33 @@ export interface Publisher {
 export function wireHeaders(fields: readonly (readonly [string, string])[]): MsgHdrs {
   let text = "NATS/1.0\r\n";
   for (const [name, value] of fields) {
-    if (/[\r\n]/.test(name + value)) throw new Error(`a header cannot contain CR or LF: ${JSON.stringify(`${name}: ${value}`)}`);
+    if (/[\r\n]/.test(name + value)) throw lineBreakIn(name, value);
     text += `${name}: ${value}\r\n`;
   }
-  const bytes = encoder.encode(`${text}\r\n`);
-  return { encode: () => bytes } as unknown as MsgHdrs;
+  return headerBlock(text);
 }
 const encoder = new TextEncoder();
 
+/** The block of `NATS/1.0` and header lines in `text`, ended, as a publish takes it. */
+function headerBlock(text: string): MsgHdrs {
+  const bytes = encoder.encode(`${text}\r\n`);
+  return { encode: () => bytes } as unknown as MsgHdrs;
+}
+
+function lineBreakIn(name: string, value: string): Error {
+  return new Error(`a header cannot contain CR or LF: ${JSON.stringify(`${name}: ${value}`)}`);
+}
+
 /** `Nats-Msg-Id` and `Nats-Expected-Last-Subject-Sequence` of a journal append. */
 function jetStreamHeaders(msgId: string | undefined, lastSubjectSequence: number | undefined): MsgHdrs {
-  // Built as one string (one per journal append): wireHeaders' general path showed in profiles.
+  // Built as one string (one per journal append): wireHeaders' list of fields and regex showed in profiles.
   let text = "NATS/1.0\r\n";
   if (msgId !== undefined) {
-    if (msgId.includes("\r") || msgId.includes("\n")) throw new Error(`a header cannot contain CR or LF: ${JSON.stringify(`Nats-Msg-Id: ${msgId}`)}`);
+    if (msgId.includes("\r") || msgId.includes("\n")) throw lineBreakIn("Nats-Msg-Id", msgId);
     text += `Nats-Msg-Id: ${msgId}\r\n`;
   }
   if (lastSubjectSequence !== undefined) text += `Nats-Expected-Last-Subject-Sequence: ${Math.trunc(lastSubjectSequence)}\r\n`;
-  const bytes = encoder.encode(`${text}\r\n`);
-  return { encode: () => bytes } as unknown as MsgHdrs;
+  return headerBlock(text);
 }
 
 interface Waiting {
