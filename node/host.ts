@@ -99,6 +99,8 @@ export class ShardRunner {
   /** A consumer resync in progress (awaited by drain). */
   private resyncing: Promise<void> | undefined;
   private readonly idle = new Set<() => void>();
+  /** True once the runner stops or is fenced: retries give up, and what is queued stays for the next owner. */
+  private readonly halted = () => this.stopping || this.fenced;
 
   constructor(
     readonly shard: number,
@@ -188,7 +190,7 @@ export class ShardRunner {
    */
   private receive(m: JsMsg, intake: { expected: number; broken: boolean }): void {
     // Not dispatched: stays unacked, and comes again from the recreated (or the next owner's) consumer.
-    if (intake.broken || this.stopping || this.fenced) return;
+    if (intake.broken || this.halted()) return;
     try {
       const delivered = m.info.deliverySequence;
       if (delivered !== intake.expected) {
@@ -213,13 +215,12 @@ export class ShardRunner {
     messages?.stop();
     // Inputs received before the gap (in flight or waiting for a slot) are steps to take first.
     if (this.inFlight > 0) await new Promise<void>((r) => this.idle.add(r));
-    const stopped = () => this.stopping || this.fenced;
-    if (stopped()) return;
+    if (this.halted()) return;
     try {
       await retryWithBackoff(() => this.openConsumer(true), {
         firstDelayMs: 100,
         giveUp: (err) => FlowmetalError.is(err, ErrorCode.StaleOwner),
-        stopped,
+        stopped: this.halted,
         onRetry: (err, retryInMs) => this.deps.log.warn({ shard: this.shard, err: String((err as Error)?.message ?? err), retryInMs }, "recreating the shard consumer failed, retrying"),
       });
     } catch (err) {
@@ -229,7 +230,7 @@ export class ShardRunner {
       }
       return;
     }
-    if (stopped()) (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
+    if (this.halted()) (this.messages as ConsumerMessages | undefined)?.stop(); // opened just before a stop or fence
   }
 
   /** A newer owner deletes this runner's consumer when it takes the shard: that is a fence too. */
@@ -281,8 +282,12 @@ export class ShardRunner {
   /** Dispatches inputs waiting for a slot, in the order received; wakes whoever waits for the shard to be idle. */
   private slotsFreed(): void {
     const max = this.deps.options.maxInFlight;
-    while (this.waiting.length > 0 && this.inFlight < max && !this.stopping && !this.fenced) this.dispatch(this.waiting.shift()!);
-    if (this.inFlight === 0) for (const r of this.idle) r();
+    while (this.waiting.length > 0 && this.inFlight < max && !this.halted()) this.dispatch(this.waiting.shift()!);
+    if (this.inFlight === 0) {
+      // Each waiter is a one-shot promise: woken once, then forgotten (the set grew with every drain and resync).
+      for (const r of this.idle) r();
+      this.idle.clear();
+    }
   }
 
   private async drainActor(e: Entry): Promise<void> {
@@ -374,7 +379,7 @@ export class ShardRunner {
           throw new FlowmetalError(ErrorCode.Unavailable, `loading ${formatAddress(e.address)} failed: ${(err as Error).message}`, { cause: err });
         }
       },
-      () => this.stopping || this.fenced,
+      this.halted,
       this.deps.log,
       "actor load",
     );
@@ -411,7 +416,7 @@ export class ShardRunner {
     const state = e.state;
     if (m.seq <= state.seq) {
       // Redelivered: the step is in the journal. Its effects may not have gone out before a crash.
-      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!, { republish: true }), () => this.stopping || this.fenced, log, "effect publish");
+      if (m.seq === state.seq && state.last) await persist(() => effects.publish(e.address, state.last!, { republish: true }), this.halted, log, "effect publish");
       this.deps.metrics.inputSkipped("redelivered");
       m.ack();
       return;
@@ -441,14 +446,14 @@ export class ShardRunner {
         if (!may) throw new FlowmetalError(ErrorCode.StaleOwner, `shard ${this.shard} at epoch ${this.epoch} is no longer this node's`);
         return appendStep(this.deps.publisher, this.deps.jsm, subjects, e.address, rec, state.journalSeq);
       },
-      () => this.stopping || this.fenced,
+      this.halted,
       log,
       "journal append",
     );
     const appendMs = performance.now() - appendStarted;
     advance(state, rec, plan.snapshot, journalSeq);
     failpoint("after-append");
-    if (rec.effects.length > 0) await persist(() => effects.publish(e.address, rec), () => this.stopping || this.fenced, log, "effect publish");
+    if (rec.effects.length > 0) await persist(() => effects.publish(e.address, rec), this.halted, log, "effect publish");
     this.notify(e.address, rec);
     const metrics = this.deps.metrics;
     for (const x of rec.effects) metrics.effectPublished(x.kind);
