@@ -311,12 +311,13 @@ export class ShardRunner {
           await new Promise((r) => setTimeout(r, 500));
         }
       }
-      // Stopping or fenced: whatever is still queued stays unacked for the next owner.
-      this.release(e, 0);
     } finally {
       e.running = false;
       e.lastUsed = Date.now();
     }
+    // Stopping or fenced: whatever is still queued stays unacked for the next owner. Only now that this loop
+    // is over: an input the release dispatches for this same actor must start a new loop, not be left queued.
+    this.release(e, 0);
   }
 
   private fence(): void {
