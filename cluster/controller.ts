@@ -7,7 +7,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../node/logger.js";
 import { silentLogger } from "../node/logger.js";
 import type { Placement, ShardEvent } from "../node/node.js";
+import { isTransient } from "../protocol/connect.js";
+import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { noMetrics, type Metrics } from "../protocol/metrics.js";
+import { retryWithBackoff } from "../protocol/retry.js";
 import { desiredOwner } from "./rendezvous.js";
 import {
   decode,
@@ -31,6 +34,8 @@ export interface ClusterPlacementOptions extends BucketOptions {
   shards?: number;
   /** How often ownership is re-evaluated (changes in KV also trigger it). @default 200 */
   tickMs?: number;
+  /** How long joining may keep failing transiently (JetStream electing leaders, timeouts) before it fails. @default 30000 */
+  joinTimeoutMs?: number;
   metrics?: Metrics;
 }
 
@@ -47,6 +52,11 @@ export interface ClusterPlacement extends Placement {
   readonly instance: string;
   /** Shards this node runs now, with their epochs. */
   running(): Map<number, number>;
+  /**
+   * Resolves once this node has joined the cluster — its first heartbeat written and ownership evaluated —
+   * after `watch` started it; rejects with the reason if it could not join within `joinTimeoutMs`.
+   */
+  readonly joined: Promise<void>;
 }
 
 /**
@@ -84,6 +94,9 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
   let ticking = false;
   let tickAgain = false;
   const stoppers: (() => void)[] = [];
+  const join = {} as { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void };
+  join.promise = new Promise<void>((resolve, reject) => Object.assign(join, { resolve, reject }));
+  join.promise.catch(() => undefined); // also thrown by watch(); this only keeps an unawaited rejection quiet
 
   const emit = (ev: ShardEvent) => {
     queue.push(ev);
@@ -270,26 +283,55 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     }
   }
 
+  /** Reads the cluster's records and starts following them; a failed attempt stops what it started. */
+  async function load(count: number): Promise<void> {
+    const started = stoppers.length;
+    try {
+      const cfg = await initCluster(buckets, { shards: options.shards ?? count, replicas: options.replicas ?? 1 });
+      shardCount = cfg.shards;
+      for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, { ...v, seenAt: performance.now() });
+      for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) shards.set(Number(k.slice(2)), v);
+      await follow(buckets.nodes, (e) => apply(nodes, e.key, e));
+      await follow(buckets.shards, (e) => apply(shards, Number(e.key.slice(2)), e));
+      await follow(buckets.control, onControl);
+    } catch (err) {
+      for (const stop of stoppers.splice(started)) stop();
+      throw err;
+    }
+  }
+
+  /**
+   * Joins: loads the records (retrying while JetStream fails transiently), writes the first heartbeat and
+   * evaluates ownership. Before this retried, one timeout here left a process that had printed "ready" but
+   * never heartbeat nor owned anything, for good; now it either joins or `joined` rejects with the reason.
+   */
   async function start(node: string, count: number): Promise<void> {
     name = node;
-    const cfg = await initCluster(buckets, { shards: options.shards ?? count, replicas: options.replicas ?? 1 });
-    shardCount = cfg.shards;
-    for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, { ...v, seenAt: performance.now() });
-    for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) shards.set(Number(k.slice(2)), v);
-    await follow(buckets.nodes, (e) => apply(nodes, e.key, e));
-    await follow(buckets.shards, (e) => apply(shards, Number(e.key.slice(2)), e));
-    await follow(buckets.control, onControl);
-    await heartbeat();
-    const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
-    const tk = setInterval(() => void tick(), tickMs);
-    const poll = setInterval(() => void pollNodes(), Math.max(250, Math.floor(ttl / 2)));
-    stoppers.push(() => clearInterval(hb), () => clearInterval(tk), () => clearInterval(poll));
-    await tick();
+    const deadline = Date.now() + (options.joinTimeoutMs ?? 30_000);
+    try {
+      await retryWithBackoff(() => load(count), {
+        firstDelayMs: 100,
+        giveUp: (err, delay) => closed || !isTransient(err) || Date.now() + delay > deadline,
+        onRetry: (err, retryInMs) => log.warn({ err: String((err as Error)?.message ?? err), retryInMs }, "reading the cluster's records failed, retrying"),
+      });
+      await heartbeat();
+      const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
+      const tk = setInterval(() => void tick(), tickMs);
+      const poll = setInterval(() => void pollNodes(), Math.max(250, Math.floor(ttl / 2)));
+      stoppers.push(() => clearInterval(hb), () => clearInterval(tk), () => clearInterval(poll));
+      await tick();
+    } catch (err) {
+      const e = new FlowmetalError(ErrorCode.Unavailable, `node ${node} could not join the cluster: ${(err as Error)?.message ?? err}`, { cause: err });
+      join.reject(e);
+      throw e;
+    }
+    join.resolve();
   }
 
   const placement: ClusterPlacement = {
     buckets,
     instance,
+    joined: join.promise,
     running: () => new Map(running),
     async *watch(node, count) {
       await start(node, count);
@@ -339,7 +381,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
           await write(s, { node: null, instance: null, epoch: cur.value.epoch + 1, since: Date.now(), from: name, reason: "release" }, cur);
         }
       }
-      await buckets.nodes.delete(name).catch(() => undefined);
+      if (leaseUntil > 0) await buckets.nodes.delete(name).catch(() => undefined); // only a heartbeat it wrote
       running.clear();
     },
   };

@@ -16,6 +16,8 @@ export { serveClusterApi } from "./api.js";
 export interface ClusterNodeOptions extends Omit<NodeOptions, "placement" | "nc"> {
   /** A node whose heartbeat is older than this loses its shards. @default 6000 */
   heartbeatTtlMs?: number;
+  /** How long joining may keep failing transiently before the node gives up. @default 30000 */
+  joinTimeoutMs?: number;
 }
 
 export interface ClusterNode extends FlowmetalNode {
@@ -25,6 +27,8 @@ export interface ClusterNode extends FlowmetalNode {
 /**
  * Starts a node that joins the cluster on `servers`: it heartbeats, claims the shards rendezvous hashing
  * gives it, hands shards over when they are moved or it drains, and takes over shards of dead nodes.
+ * Resolves once the node has joined (first heartbeat written); rejects with `FM_ERR_UNAVAILABLE` when it
+ * cannot join, e.g. JetStream failing for longer than `joinTimeoutMs`.
  */
 export async function createClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
   const log = options.log ?? silentLogger;
@@ -38,9 +42,15 @@ export async function createClusterNode(options: ClusterNodeOptions): Promise<Cl
       ...(options.replicas ? { replicas: options.replicas } : {}),
       ...(options.shards ? { shards: options.shards } : {}),
       ...(options.heartbeatTtlMs ? { heartbeatTtlMs: options.heartbeatTtlMs } : {}),
+      ...(options.joinTimeoutMs ? { joinTimeoutMs: options.joinTimeoutMs } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     const node = await createNode({ ...options, nc, placement });
+    // Resolved only once the node is in the cluster (heartbeat written), so "ready" means joined.
+    await placement.joined.catch(async (err: unknown) => {
+      await node.drain().catch(() => undefined);
+      throw err;
+    });
     const stopApi = serveClusterApi({ nc, jsm: await jetstreamManager(nc), subjects, buckets: placement.buckets, log });
     let done: Promise<void> | undefined;
     const drain = () =>

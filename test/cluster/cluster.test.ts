@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import { createClusterNode, type ClusterNode } from "../../cluster/index.js";
 import { desiredOwner } from "../../cluster/rendezvous.js";
 import { createClient, type Client } from "../../node/client/index.js";
+import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
 import { shardOf } from "../../protocol/subjects.js";
 import { counter } from "../fixtures/programs.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
@@ -170,5 +172,32 @@ describe("flowmetal move from the client's side", () => {
     expect(Date.now() - t0).toBeLessThan(6_000);
     expect(silent.seen.length).toBeGreaterThanOrEqual(2);
     await silent.nc.close();
+  });
+});
+
+describe("joining the cluster", () => {
+  it("refuses to start, saying why, when the node cannot read the cluster's records (never runs without joining)", async () => {
+    // The node's user may do everything but read the heartbeats bucket (its reads make consumers on its stream).
+    const config = `authorization {
+      users = [
+        { user: admin, password: admin }
+        { user: node, password: node, permissions: { publish: { deny: ["$JS.API.CONSUMER.CREATE.KV_fm_nodes", "$JS.API.CONSUMER.CREATE.KV_fm_nodes.>"] } } }
+      ]
+    }`;
+    await using server = await startNatsServer({ config });
+    const err = await createClusterNode({ servers: `nats://node:node@127.0.0.1:${server.port}`, name: "node-x", modules: [counter], shards: 4, joinTimeoutMs: 1_000 }).then(
+      (n) => n.drain().then(() => new Error("started without joining")),
+      (e: unknown) => e,
+    );
+    expect(FlowmetalError.is(err, ErrorCode.Unavailable), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/^node node-x could not join the cluster: .+/);
+    console.log(`[join] refused with: ${(err as Error).message}`);
+    // Nothing half-joined: no heartbeat in the bucket, no shard claimed.
+    const nc = await connect({ servers: server.url, user: "admin", pass: "admin" });
+    const kvm = new Kvm(nc);
+    expect(await (await kvm.open("fm_nodes")).get("node-x")).toBeNull();
+    const shards = await kvm.open("fm_shards");
+    for (let s = 0; s < 4; s++) expect(await shards.get(`s.${s}`)).toBeNull();
+    await nc.close();
   });
 });

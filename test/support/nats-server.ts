@@ -1,6 +1,6 @@
 // test/support/nats-server.ts — real nats-server processes for tests: one per file, on a random port.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "./wait.js";
@@ -40,14 +40,19 @@ function exited(p: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts a single JetStream-enabled nats-server on a random loopback port with its own store directory. */
-export async function startNatsServer(): Promise<NatsServer> {
+/**
+ * Starts a single JetStream-enabled nats-server on a random loopback port with its own store directory.
+ * `config` is nats-server configuration text (e.g. `authorization { … }`) for tests that need users.
+ */
+export async function startNatsServer(options: { config?: string } = {}): Promise<NatsServer> {
   const dir = await mkdtemp(join(tmpdir(), "fm-nats-"));
   const storeDir = join(dir, "store");
+  const config = options.config === undefined ? [] : ["-c", join(dir, "server.conf")];
+  if (options.config !== undefined) await writeFile(join(dir, "server.conf"), options.config);
   let port = -1;
   let proc: ChildProcess;
   const launch = async () => {
-    proc = spawn(natsServerBin, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--ports_file_dir", dir], {
+    proc = spawn(natsServerBin, [...config, "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--ports_file_dir", dir], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let err = "";
