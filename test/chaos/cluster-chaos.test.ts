@@ -536,6 +536,11 @@ class Fleet {
     await p.kill("SIGKILL");
   }
 
+  /** For a failure message: nodes that exited unasked, then every node's last log lines. */
+  report(): string {
+    return `unexpected exits: ${this.unexpected.length ? this.unexpected.join("\n") : "none"}\n${this.logs()}`;
+  }
+
   alive(): string[] {
     return [...this.procs.values()].filter((p) => p.alive).map((p) => p.name).sort();
   }
@@ -554,11 +559,15 @@ class Fleet {
  * Every shard owned by a running instance of one of `names` (owner records name instances, not just nodes),
  * and read through the consumer of its owner's epoch.
  */
-async function settled(fm: Client, jsm: JetStreamManager, shards: KvLog<ShardRecord>, names: readonly string[], timeoutMs: number): Promise<void> {
+async function settled(fm: Client, jsm: JetStreamManager, shards: KvLog<ShardRecord>, names: readonly string[], timeoutMs: number, context?: () => string): Promise<void> {
   let last = "";
   await waitFor(async () => {
-    const v = await fm.cluster();
+    const v = await fm.cluster().catch((err: Error) => {
+      last = `cluster view failed: ${err.message}`;
+      throw err;
+    });
     const live = new Map(v.nodes.map((n) => [n.name, n.instance]));
+    last = `nodes with a heartbeat: ${JSON.stringify([...live])}`;
     if (!names.every((n) => live.has(n))) return false;
     for (let s = 0; s < SHARDS; s++) {
       const r = shards.current.get(`s.${s}`);
@@ -572,7 +581,7 @@ async function settled(fm: Client, jsm: JetStreamManager, shards: KvLog<ShardRec
     }
     return true;
   }, { timeoutMs, intervalMs: 200, what: `every shard owned by a running instance of ${names.join(", ")}` }).catch((err: Error) => {
-    throw new Error(`${err.message}; last: ${last}`);
+    throw new Error(`${err.message}; last: ${last}${context ? `\n${context()}` : ""}`);
   });
 }
 
@@ -603,7 +612,7 @@ async function startChaosCluster(names: readonly string[]) {
     const fm = await createClient({ nc, timeoutMs: 2_000 });
     const shardLog = await watchKv<ShardRecord>(nc, "fm_shards", shardKeys);
     undo.push(() => shardLog.stop());
-    await settled(fm, jsm, shardLog, names, 30_000);
+    await settled(fm, jsm, shardLog, names, 30_000, () => fleet.report());
     return {
       cluster, nc, js, jsm, sink, fleet, fm, shardLog,
       /** Stops what was started, last first. */
@@ -638,7 +647,7 @@ describe("cluster chaos", () => {
     let nextShard = 0;
     for (const phase of phases) {
       for (const role of ["source", "target"] as const) {
-        await settled(fm, jsm, shardLog, names, 60_000);
+        await settled(fm, jsm, shardLog, names, 60_000, () => fleet.report());
         const shard = nextShard++ % SHARDS;
         const before = shardLog.current.get(`s.${shard}`)!;
         const src = before.node!;
@@ -671,7 +680,7 @@ describe("cluster chaos", () => {
         const killAt = Date.now();
         await fleet.kill(victim);
         await fleet.start(victim);
-        await settled(fm, jsm, shardLog, names, 60_000);
+        await settled(fm, jsm, shardLog, names, 60_000, () => fleet.report());
         const settledMs = Date.now() - killAt;
         kills.push({ phase, role, victim, shard, killAt, atKill, settledMs, moveOutcome: await move });
       }
@@ -681,7 +690,7 @@ describe("cluster chaos", () => {
     await waitFor(async () => (await inboxBacklog(jsm)) < 50, { timeoutMs: 90_000, intervalMs: 500, what: "the inbox backlog worked off" });
     const moves: { shard: number; from: string; to: string; start: number; end: number }[] = [];
     for (let i = 0; i < 16; i++) {
-      await settled(fm, jsm, shardLog, names, 60_000);
+      await settled(fm, jsm, shardLog, names, 60_000, () => fleet.report());
       const shard = (nextShard + (i >> 1)) % SHARDS;
       const from = shardLog.current.get(`s.${shard}`)!.node!;
       const to = names.filter((n) => n !== from)[i % 2]!;
@@ -836,7 +845,7 @@ describe("cluster chaos", () => {
     expect(workerAfter.config.ack_wait).toBe(WORKER_ACK_WAIT_MS * 1_000_000);
     // Every consumer made before the crash is still there, but a shard's, which its owner replaces when it takes
     // the shard at a newer epoch (and every shard is read through its owner's consumer: `settled`).
-    await settled(fm, jsm, shardLog, names, 30_000);
+    await settled(fm, jsm, shardLog, names, 30_000, () => fleet.report());
     const lost: string[] = [];
     for (const [key, created] of consumersBefore) {
       const [stream, name] = key.split("/") as [string, string];
