@@ -10,7 +10,7 @@ import type { Placement, ShardEvent } from "../node/node.js";
 import { isTransient } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { noMetrics, type Metrics } from "../protocol/metrics.js";
-import { retryWithBackoff } from "../protocol/retry.js";
+import { retryWithBackoff, type BackoffLoop } from "../protocol/retry.js";
 import { desiredOwner } from "./rendezvous.js";
 import {
   decode,
@@ -164,7 +164,8 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     })().catch((err) => log.warn({ err: String(err) }, "kv watch ended"));
   }
 
-  async function heartbeat(): Promise<void> {
+  /** Writes this node's heartbeat; a failure is logged (the next beat tries again), or thrown with `mustSucceed`. */
+  async function heartbeat(mustSucceed = false): Promise<void> {
     const t0 = performance.now();
     const lapsed = t0 >= leaseUntil;
     const rec: NodeRecord = { name, instance, startedAt, host: hostname(), pid: process.pid, at: Date.now() };
@@ -192,6 +193,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       }
       leaseUntil = t0 + ttl / 2;
     } catch (err) {
+      if (mustSucceed) throw err;
       log.warn({ node: name, err: String((err as Error).message) }, "heartbeat failed");
     }
   }
@@ -301,20 +303,21 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
   }
 
   /**
-   * Joins: loads the records (retrying while JetStream fails transiently), writes the first heartbeat and
-   * evaluates ownership. Before this retried, one timeout here left a process that had printed "ready" but
+   * Joins: loads the records and writes the first heartbeat (each retried while JetStream fails
+   * transiently), then evaluates ownership. Before this retried, one timeout here left a process that had printed "ready" but
    * never heartbeat nor owned anything, for good; now it either joins or `joined` rejects with the reason.
    */
   async function start(node: string, count: number): Promise<void> {
     name = node;
     const deadline = Date.now() + (options.joinTimeoutMs ?? 30_000);
+    const retrying = (what: string): BackoffLoop => ({
+      firstDelayMs: 100,
+      giveUp: (err, delay) => closed || !isTransient(err) || Date.now() + delay > deadline,
+      onRetry: (err, retryInMs) => log.warn({ err: String((err as Error)?.message ?? err), retryInMs }, `${what} failed, retrying`),
+    });
     try {
-      await retryWithBackoff(() => load(count), {
-        firstDelayMs: 100,
-        giveUp: (err, delay) => closed || !isTransient(err) || Date.now() + delay > deadline,
-        onRetry: (err, retryInMs) => log.warn({ err: String((err as Error)?.message ?? err), retryInMs }, "reading the cluster's records failed, retrying"),
-      });
-      await heartbeat();
+      await retryWithBackoff(() => load(count), retrying("reading the cluster's records"));
+      await retryWithBackoff(() => heartbeat(true), retrying("the first heartbeat"));
       const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
       const tk = setInterval(() => void tick(), tickMs);
       const poll = setInterval(() => void pollNodes(), Math.max(250, Math.floor(ttl / 2)));
