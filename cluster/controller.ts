@@ -114,19 +114,28 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
   }
 
   /**
-   * Reads the heartbeats afresh. The KV watch normally reports joins, beats and expiries, but a watch can
-   * stall (it did once during a partition) and a node's death would then go unnoticed, its shards unowned
-   * forever. A node missing from the bucket that this process has not heard from for half a TTL is dead.
+   * Reads the heartbeats and shard owners afresh. The KV watches normally report joins, beats, expiries and
+   * ownership changes, but a watch can stall (it did once during a partition): a node's death would go
+   * unnoticed, its shards unowned forever, or a shard handed to this node never started. A node missing
+   * from the bucket that this process has not heard from for half a TTL is dead.
    */
-  async function pollNodes(): Promise<void> {
+  async function poll(): Promise<void> {
     try {
-      const found = await readAll<NodeRecord>(buckets.nodes);
+      const [found, owners] = await Promise.all([readAll<NodeRecord>(buckets.nodes), readAll<ShardRecord>(buckets.shards)]);
       const now = performance.now();
+      let changed = false;
       for (const [k, v] of found) {
         const cur = nodes.get(k);
         if (!cur || cur.revision < v.revision) nodes.set(k, { ...v, seenAt: now });
       }
-      let changed = false;
+      for (const [k, v] of owners) {
+        const shard = Number(k.slice(2));
+        const cur = shards.get(shard);
+        if (cur && cur.revision >= v.revision) continue;
+        shards.set(shard, v);
+        changed = true;
+        if (cur) log.debug({ shard, owner: v.value.node, epoch: v.value.epoch }, "shard owner changed (noticed by polling)");
+      }
       for (const [k, cur] of nodes) {
         if (k !== name && !found.has(k) && now - (cur.seenAt ?? 0) > ttl / 2) {
           nodes.delete(k);
@@ -136,7 +145,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       }
       if (changed) void tick();
     } catch (err) {
-      log.debug({ err: String((err as Error)?.message ?? err) }, "polling heartbeats failed");
+      log.debug({ err: String((err as Error)?.message ?? err) }, "polling the cluster's records failed");
     }
   }
 
@@ -320,8 +329,8 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       await retryWithBackoff(() => heartbeat(true), retrying("the first heartbeat"));
       const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
       const tk = setInterval(() => void tick(), tickMs);
-      const poll = setInterval(() => void pollNodes(), Math.max(250, Math.floor(ttl / 2)));
-      stoppers.push(() => clearInterval(hb), () => clearInterval(tk), () => clearInterval(poll));
+      const poller = setInterval(() => void poll(), Math.max(250, Math.floor(ttl / 2)));
+      stoppers.push(() => clearInterval(hb), () => clearInterval(tk), () => clearInterval(poller));
       await tick();
     } catch (err) {
       const e = new FlowmetalError(ErrorCode.Unavailable, `node ${node} could not join the cluster: ${(err as Error)?.message ?? err}`, { cause: err });
