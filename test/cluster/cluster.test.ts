@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import { connect } from "@nats-io/transport-node";
-import { createClusterNode, type ClusterNode } from "../../cluster/index.js";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { clusterView, createClusterNode, createClusterPlacement, type ClusterNode } from "../../cluster/index.js";
 import { desiredOwner } from "../../cluster/rendezvous.js";
 import { createClient, type Client } from "../../node/client/index.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
@@ -198,6 +198,63 @@ describe("joining the cluster", () => {
     expect(await (await kvm.open("fm_nodes")).get("node-x")).toBeNull();
     const shards = await kvm.open("fm_shards");
     for (let s = 0; s < 4; s++) expect(await shards.get(`s.${s}`)).toBeNull();
+    await nc.close();
+  });
+
+  /**
+   * A real connection whose JetStream requests to create consumers on the heartbeats bucket (what reading and
+   * watching it do) time out while `failing()` says so: the fault a node meets when it joins while JetStream is
+   * busy or electing a leader. Everything else goes to the server as usual.
+   */
+  function timingOut(nc: NatsConnection, failing: () => boolean): { nc: NatsConnection; failed: () => number } {
+    let failed = 0;
+    const proxy = new Proxy(nc, {
+      get(target, prop) {
+        if (prop === "request") {
+          return (subject: string, ...rest: unknown[]) => {
+            if (subject.startsWith("$JS.API.CONSUMER.CREATE.KV_fm_nodes") && failing()) {
+              failed++;
+              return Promise.reject(new Error("timeout"));
+            }
+            return (target.request as (...a: unknown[]) => unknown).call(target, subject, ...rest);
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    return { nc: proxy, failed: () => failed };
+  }
+
+  it("joins once transient failures reading the cluster's records stop, and gives up naming the cause when they do not", async () => {
+    await using server = await startNatsServer();
+    const nc = await connect({ servers: server.url });
+    // Fails for the first second, then works: the node joins, its heartbeat in the bucket.
+    const t0 = Date.now();
+    const flaky = timingOut(nc, () => Date.now() - t0 < 1_000);
+    const a = await createClusterPlacement({ nc: flaky.nc, shards: 4, heartbeatTtlMs: 3_000, joinTimeoutMs: 20_000 });
+    const events = a.watch("node-j", 4)[Symbol.asyncIterator]();
+    const first = events.next();
+    await a.joined;
+    expect(flaky.failed()).toBeGreaterThan(1);
+    expect(await first).toMatchObject({ done: false, value: { owned: true } });
+    const view = await clusterView(a.buckets);
+    expect(view.nodes.map((n) => n.name)).toEqual(["node-j"]);
+    expect(view.owners.every((o) => o.node === "node-j")).toBe(true);
+    await a.close!();
+
+    // Never works: `joined` rejects (before the next retry would pass joinTimeoutMs), naming the node and the
+    // cause; nothing is claimed.
+    const down = timingOut(nc, () => true);
+    const b = await createClusterPlacement({ nc: down.nc, shards: 4, heartbeatTtlMs: 3_000, joinTimeoutMs: 1_500 });
+    const watching = b.watch("node-k", 4)[Symbol.asyncIterator]().next().then(() => "yielded", (e: Error) => e.message);
+    await expect(b.joined).rejects.toMatchObject({ code: "FM_ERR_UNAVAILABLE", message: "node node-k could not join the cluster: timeout" });
+    expect(down.failed()).toBeGreaterThan(1); // retried before giving up
+    expect(await watching).toBe("node node-k could not join the cluster: timeout");
+    const after = await clusterView(a.buckets);
+    expect(after.nodes.map((n) => n.name)).not.toContain("node-k");
+    expect(after.owners.filter((o) => o.node === "node-k")).toEqual([]);
+    await b.close!();
     await nc.close();
   });
 });
