@@ -172,7 +172,12 @@ export class ShardRunner {
     const messages = await consumer.consume({ max_messages: options.maxInFlight, callback: (m) => this.receive(m, intake) });
     this.messages = messages;
     void messages.closed().then((err) => {
-      if (err && !this.stopping && !this.fenced && this.messages === messages) this.deps.log.error({ shard: this.shard, err: String(err) }, "shard consumer stopped");
+      if (!err || this.halted() || this.messages !== messages) return;
+      // nats.js gives a consumer up only on errors it cannot pull past (a pull answered 400, a refused
+      // subscription); the shard would take no input again. Recreate it, as after a lost delivery.
+      this.deps.log.error({ shard: this.shard, epoch: this.epoch, err: String(err) }, "shard consumer stopped, recreating it");
+      intake.broken = true;
+      this.resyncing = this.resync();
     });
     const t3 = performance.now();
     this.deps.log.debug({ shard: this.shard, epoch: this.epoch, listDeleteMs: Math.round(t1 - t0), addMs: Math.round(t2 - t1), consumeMs: Math.round(t3 - t2), totalMs: Math.round(t3 - t0) }, "shard consumer opened");
@@ -195,7 +200,8 @@ export class ShardRunner {
       const delivered = m.info.deliverySequence;
       if (delivered !== intake.expected) {
         intake.broken = true;
-        this.resyncing = this.resync({ expected: intake.expected, got: delivered });
+        this.deps.log.warn({ shard: this.shard, epoch: this.epoch, expected: intake.expected, got: delivered }, "a delivery went missing, recreating the shard consumer to keep inputs in order");
+        this.resyncing = this.resync();
         return;
       }
       intake.expected++;
@@ -207,8 +213,7 @@ export class ShardRunner {
   }
 
   /** Stops intake, waits for the steps in flight, and recreates the consumer (see {@link receive}). */
-  private async resync(gap: { expected: number; got: number }): Promise<void> {
-    this.deps.log.warn({ shard: this.shard, epoch: this.epoch, ...gap }, "a delivery went missing, recreating the shard consumer to keep inputs in order");
+  private async resync(): Promise<void> {
     this.deps.metrics.consumerResynced(this.shard);
     const messages = this.messages;
     this.messages = undefined;

@@ -114,6 +114,47 @@ describe("resume", () => {
     expect(node.activeActors()).toBeGreaterThan(0);
   });
 
+  it("recreates a shard consumer the client library gave up on (a pull answered 400) and takes the shard's inputs again", async () => {
+    // The node's own connection, with one of its later pulls spoiled so that the server answers it with
+    // 400 (a heartbeat longer than the pull's expiry): nats.js then stops that consumer for good.
+    await using base = await connect({ servers: nats.url });
+    let spoil = 0;
+    const pulls: string[] = [];
+    const nc = new Proxy(base, {
+      get(target, prop) {
+        if (prop === "publish") {
+          return (subject: string, data?: Uint8Array | string, opts?: unknown) => {
+            if (spoil > 0 && subject.startsWith("$JS.API.CONSUMER.MSG.NEXT.FM_IN.shard-")) {
+              spoil--;
+              pulls.push(subject);
+              const pull = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data)) as { expires: number; idle_heartbeat?: number };
+              data = JSON.stringify({ ...pull, idle_heartbeat: pull.expires });
+            }
+            return target.publish(subject, data, opts as never);
+          };
+        }
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    await using node = await createNode({ nc, modules: [counter], shards: 2, maxInFlight: 2 });
+    await fm.ask("counter/spoilt", { type: "INC" });
+    const jsm = await jetstreamManager(base);
+    const shard = shardOf({ program: "counter", key: "spoilt" } as never, 2);
+    const consumer = `shard-${shard}-e1`;
+    const before = (await jsm.consumers.info("FM_IN", consumer)).created;
+    spoil = 1;
+    for (let i = 0; i < 6; i++) await fm.send("counter/spoilt", { type: "INC" }, { msgId: `spoilt-${i}` });
+    await waitFor(() => pulls.length === 1, { what: "a pull spoiled" });
+    expect(pulls[0]).toContain(`.${consumer}`);
+    await waitFor(async () => (await fm.get("counter/spoilt")).step === 7, { what: "every input a step after the consumer was recreated", timeoutMs: 10_000 });
+    expect((await jsm.consumers.info("FM_IN", consumer)).created).not.toBe(before);
+    expect(await fm.ask("counter/spoilt", { type: "INC" })).toMatchObject({ step: 8, context: { n: 8 } });
+    const seqs = (await fm.history("counter/spoilt")).steps.map((st) => st.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(node.ownedShards()).toEqual([0, 1]);
+  });
+
   it("a runner of an older epoch leaves the newer owner's consumer alone and stops (a stale node cannot unplug the owner)", async () => {
     const fixed = (epoch: number, fenced: number[]): Placement => ({
       async *watch(_node, shards) {
