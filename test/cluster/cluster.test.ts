@@ -8,6 +8,7 @@ import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
 import { shardOf } from "../../protocol/subjects.js";
 import { counter } from "../fixtures/programs.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
+import { withFaults } from "../support/faulty-connection.js";
 import { waitFor } from "../support/wait.js";
 
 const SHARDS = 12;
@@ -204,26 +205,18 @@ describe("joining the cluster", () => {
   /**
    * A real connection whose JetStream requests to create consumers on the heartbeats bucket (what reading and
    * watching it do) time out while `failing()` says so: the fault a node meets when it joins while JetStream is
-   * busy or electing a leader. Everything else goes to the server as usual.
+   * busy or electing a leader.
    */
   function timingOut(nc: NatsConnection, failing: () => boolean): { nc: NatsConnection; failed: () => number } {
     let failed = 0;
-    const proxy = new Proxy(nc, {
-      get(target, prop) {
-        if (prop === "request") {
-          return (subject: string, ...rest: unknown[]) => {
-            if (subject.startsWith("$JS.API.CONSUMER.CREATE.KV_fm_nodes") && failing()) {
-              failed++;
-              return Promise.reject(new Error("timeout"));
-            }
-            return (target.request as (...a: unknown[]) => unknown).call(target, subject, ...rest);
-          };
-        }
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === "function" ? v.bind(target) : v;
+    const faulty = withFaults(nc, {
+      request(subject) {
+        if (!subject.startsWith("$JS.API.CONSUMER.CREATE.KV_fm_nodes") || !failing()) return undefined;
+        failed++;
+        return new Error("timeout");
       },
     });
-    return { nc: proxy, failed: () => failed };
+    return { nc: faulty, failed: () => failed };
   }
 
   it("joins once transient failures reading the cluster's records stop, and gives up naming the cause when they do not", async () => {

@@ -8,6 +8,7 @@ import { defineProgram } from "../../node/program.js";
 import { createSubjects, shardOf } from "../../protocol/subjects.js";
 import { counter } from "../fixtures/programs.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
+import { spoilPull, withFaults } from "../support/faulty-connection.js";
 import { waitFor } from "../support/wait.js";
 
 /** A history state: after leaving `work` and coming back, it must resume in the sub-state it left. */
@@ -120,21 +121,12 @@ describe("resume", () => {
     await using base = await connect({ servers: nats.url });
     let spoil = 0;
     const pulls: string[] = [];
-    const nc = new Proxy(base, {
-      get(target, prop) {
-        if (prop === "publish") {
-          return (subject: string, data?: Uint8Array | string, opts?: unknown) => {
-            if (spoil > 0 && subject.startsWith("$JS.API.CONSUMER.MSG.NEXT.FM_IN.shard-")) {
-              spoil--;
-              pulls.push(subject);
-              const pull = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data)) as { expires: number; idle_heartbeat?: number };
-              data = JSON.stringify({ ...pull, idle_heartbeat: pull.expires });
-            }
-            return target.publish(subject, data, opts as never);
-          };
-        }
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === "function" ? v.bind(target) : v;
+    const nc = withFaults(base, {
+      publish(subject, data) {
+        if (spoil === 0 || !subject.startsWith("$JS.API.CONSUMER.MSG.NEXT.FM_IN.shard-")) return undefined;
+        spoil--;
+        pulls.push(subject);
+        return spoilPull(data);
       },
     });
     await using node = await createNode({ nc, modules: [counter], shards: 2, maxInFlight: 2 });
