@@ -88,7 +88,7 @@ export async function createFunctionWorker(
   const concurrency = options.concurrency ?? 64;
   const running = new Map<string, AbortController>();
   const heartbeatMs = new Map<string, number>();
-  const consumers: ConsumerMessages[] = [];
+  const consumers = new Set<ConsumerMessages>();
   const subs: Subscription[] = [];
   const loops: Promise<void>[] = [];
   let active = 0;
@@ -200,9 +200,9 @@ export async function createFunctionWorker(
     });
   }
 
-  for (const meta of functions) {
+  /** The function's durable consumer, shared by every worker of it: created once with the documented configuration, never rewritten. */
+  async function ensureConsumer(meta: FunctionHandler): Promise<void> {
     const name = workerConsumerName(meta.name);
-    // Shared by every worker of the function: created once with the documented configuration, never rewritten.
     let ackWaitNs: number;
     try {
       ackWaitNs = (await jsm.consumers.info(subjects.streams.calls, name)).config.ack_wait ?? workerAckWaitMs * 1_000_000;
@@ -222,9 +222,60 @@ export async function createFunctionWorker(
       ackWaitNs = (await jsm.consumers.info(subjects.streams.calls, name)).config.ack_wait ?? workerAckWaitMs * 1_000_000;
     }
     heartbeatMs.set(meta.name, Math.max(200, Math.min(10_000, Math.floor(ackWaitNs / 1_000_000 / 3))));
-    const consumer = await js.consumers.get(subjects.streams.calls, name);
+  }
+
+  /** Runs one call in a free slot (at most `concurrency` at once across this worker's functions). */
+  async function take(meta: FunctionHandler, m: JsMsg): Promise<void> {
+    while (active >= concurrency) await new Promise<void>((r) => waiters.push(r));
+    active++;
+    void run(meta, m)
+      .catch((err) => log.error({ fn: meta.name, err: String(err) }, "call handling failed"))
+      .finally(() => {
+        active--;
+        waiters.shift()?.();
+        if (active === 0 && stopping) for (const w of waiters.splice(0)) w();
+      });
+  }
+
+  /**
+   * Takes the function's calls until the worker stops. nats.js ends a consume for good on errors it cannot
+   * pull past (a pull answered 400, a refused subscription, the consumer deleted): the worker then makes sure
+   * of the consumer and consumes again, after a pause that doubles up to 5 s while it keeps failing, instead
+   * of leaving the function's calls unserved.
+   */
+  async function consumeCalls(meta: FunctionHandler, first: ConsumerMessages): Promise<void> {
+    let msgs: ConsumerMessages | undefined = first;
+    let pauseMs = 250;
+    while (!stopping) {
+      try {
+        if (!msgs) {
+          await ensureConsumer(meta);
+          msgs = await (await js.consumers.get(subjects.streams.calls, workerConsumerName(meta.name))).consume({ max_messages: concurrency });
+          consumers.add(msgs);
+          if (stopping) msgs.stop();
+        }
+        for await (const m of msgs) {
+          if (stopping) break;
+          pauseMs = 250;
+          await take(meta, m);
+        }
+        if (!stopping) log.error({ fn: meta.name }, "function consumer ended, consuming again");
+      } catch (err) {
+        if (!stopping) log.error({ fn: meta.name, err: String((err as Error)?.message ?? err), retryInMs: pauseMs }, "function consumer stopped, consuming again");
+      }
+      if (msgs) consumers.delete(msgs);
+      msgs = undefined;
+      if (stopping) return;
+      await new Promise((r) => setTimeout(r, pauseMs));
+      pauseMs = Math.min(5_000, pauseMs * 2);
+    }
+  }
+
+  for (const meta of functions) {
+    await ensureConsumer(meta);
+    const consumer = await js.consumers.get(subjects.streams.calls, workerConsumerName(meta.name));
     const msgs = await consumer.consume({ max_messages: concurrency });
-    consumers.push(msgs);
+    consumers.add(msgs);
     subs.push(
       nc.subscribe(subjects.cancel(meta.name), {
         callback: (err, msg) => {
@@ -238,22 +289,7 @@ export async function createFunctionWorker(
         },
       }),
     );
-    loops.push(
-      (async () => {
-        for await (const m of msgs) {
-          if (stopping) break;
-          while (active >= concurrency) await new Promise<void>((r) => waiters.push(r));
-          active++;
-          void run(meta, m)
-            .catch((err) => log.error({ fn: meta.name, err: String(err) }, "call handling failed"))
-            .finally(() => {
-              active--;
-              waiters.shift()?.();
-              if (active === 0 && stopping) for (const w of waiters.splice(0)) w();
-            });
-        }
-      })(),
-    );
+    loops.push(consumeCalls(meta, msgs));
   }
 
   async function stop(abort: boolean): Promise<void> {

@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
 import { createClient, type Client } from "../../node/client/index.js";
 import { createNode, type FlowmetalNode } from "../../node/node.js";
 import { ErrorCode, FlowmetalError } from "../../protocol/errors.js";
+import { workerConsumerName } from "../../protocol/worker.js";
 import * as programs from "../fixtures/programs.js";
 import { startNatsServer, type NatsServer } from "../support/nats-server.js";
+import { spoilPull, withFaults } from "../support/faulty-connection.js";
 import { waitFor } from "../support/wait.js";
 
 let nats: NatsServer;
@@ -116,6 +119,28 @@ describe("function calls", () => {
     const cancel = h.steps[1]!.effects.find((e) => e.kind === "cancel");
     expect(cancel).toMatchObject({ kind: "cancel", fn: "test.slow", callId: h.steps[0]!.effects[0]!.id });
     expect(r.step).toBe(1);
+  });
+
+  it("consumes calls again when the client library gives the function's consumer up (a pull answered 400)", async () => {
+    // A node of its own (prefix "spl", so no other worker serves its calls) whose first pull of calls is made
+    // invalid: the server answers 400 and nats.js stops that consume for good.
+    await using base = await connect({ servers: nats.url });
+    const spoiled: string[] = [];
+    const nc = withFaults(base, {
+      publish(subject, data) {
+        if (spoiled.length > 0 || subject !== `$JS.API.CONSUMER.MSG.NEXT.SPL_FX.${workerConsumerName("test.flaky")}`) return undefined;
+        spoiled.push(subject);
+        return spoilPull(data);
+      },
+    });
+    await using spl = await createNode({ nc, prefix: "spl", modules: [programs.worker, programs.flaky], shards: 2 });
+    await using client = await createClient({ servers: nats.url, prefix: "spl" });
+    expect(spoiled).toHaveLength(1);
+    const r = await client.ask("worker/after-400", { type: "GO", failTimes: 0 });
+    expect(r.value).toBe("calling");
+    await waitFor(async () => (await client.get("worker/after-400")).value === "done", { what: "the call run by the worker consuming again", timeoutMs: 10_000 });
+    expect((await client.get("worker/after-400")).context).toMatchObject({ result: { ok: true } });
+    expect(spl.functions).toContain("test.flaky");
   });
 });
 
