@@ -239,9 +239,9 @@ export async function createFunctionWorker(
 
   /**
    * Takes the function's calls until the worker stops. nats.js ends a consume for good on errors it cannot
-   * pull past (a pull answered 400, a refused subscription, the consumer deleted): the worker then makes sure
-   * of the consumer and consumes again, after a pause that doubles up to 5 s while it keeps failing, instead
-   * of leaving the function's calls unserved.
+   * pull past (a pull answered 400, a refused subscription): the worker then makes sure of the consumer and
+   * consumes again, after a pause that doubles up to 5 s while it keeps failing, instead of leaving the
+   * function's calls unserved.
    */
   async function consumeCalls(meta: FunctionHandler, first: ConsumerMessages): Promise<void> {
     let msgs: ConsumerMessages | undefined = first;
