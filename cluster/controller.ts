@@ -7,10 +7,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../node/logger.js";
 import { silentLogger } from "../node/logger.js";
 import type { Placement, ShardEvent } from "../node/node.js";
-import { isTransient } from "../protocol/connect.js";
+import { whenAvailable } from "../protocol/connect.js";
 import { ErrorCode, FlowmetalError } from "../protocol/errors.js";
 import { noMetrics, type Metrics } from "../protocol/metrics.js";
-import { retryWithBackoff, type BackoffLoop } from "../protocol/retry.js";
 import { desiredOwner } from "./rendezvous.js";
 import {
   decode,
@@ -113,6 +112,20 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
     else m.set(key, { value: v, revision: e.revision, seenAt: performance.now() });
   }
 
+  /** Reads every shard's owner record and keeps those newer than what this node knows; true if any was. */
+  async function readOwners(): Promise<boolean> {
+    let changed = false;
+    for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) {
+      const shard = Number(k.slice(2));
+      const cur = shards.get(shard);
+      if (cur && cur.revision >= v.revision) continue;
+      shards.set(shard, v);
+      changed = true;
+      if (cur) log.debug({ shard, owner: v.value.node, epoch: v.value.epoch }, "shard owner changed (read afresh)");
+    }
+    return changed;
+  }
+
   /**
    * Reads the heartbeats and shard owners afresh. The KV watches normally report joins, beats, expiries and
    * ownership changes, but a watch can stall (it did once during a partition): a node's death would go
@@ -121,20 +134,12 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
    */
   async function poll(): Promise<void> {
     try {
-      const [found, owners] = await Promise.all([readAll<NodeRecord>(buckets.nodes), readAll<ShardRecord>(buckets.shards)]);
+      const [found, ownersChanged] = await Promise.all([readAll<NodeRecord>(buckets.nodes), readOwners()]);
       const now = performance.now();
-      let changed = false;
+      let changed = ownersChanged;
       for (const [k, v] of found) {
         const cur = nodes.get(k);
         if (!cur || cur.revision < v.revision) nodes.set(k, { ...v, seenAt: now });
-      }
-      for (const [k, v] of owners) {
-        const shard = Number(k.slice(2));
-        const cur = shards.get(shard);
-        if (cur && cur.revision >= v.revision) continue;
-        shards.set(shard, v);
-        changed = true;
-        if (cur) log.debug({ shard, owner: v.value.node, epoch: v.value.epoch }, "shard owner changed (noticed by polling)");
       }
       for (const [k, cur] of nodes) {
         if (k !== name && !found.has(k) && now - (cur.seenAt ?? 0) > ttl / 2) {
@@ -185,11 +190,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       if (lapsed && leaseUntil > 0) {
         // After a lapse (a pause, a partition) others may have taken shards: read ownership afresh and stop
         // what is no longer ours before appends may go on.
-        for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) {
-          const shard = Number(k.slice(2));
-          const cur = shards.get(shard);
-          if (!cur || cur.revision < v.revision) shards.set(shard, v);
-        }
+        await readOwners();
         for (const [s, epoch] of running) {
           const cur = shards.get(s)?.value;
           if (!cur || cur.node !== name || cur.instance !== instance || cur.epoch !== epoch) {
@@ -301,7 +302,7 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
       const cfg = await initCluster(buckets, { shards: options.shards ?? count, replicas: options.replicas ?? 1 });
       shardCount = cfg.shards;
       for (const [k, v] of await readAll<NodeRecord>(buckets.nodes)) nodes.set(k, { ...v, seenAt: performance.now() });
-      for (const [k, v] of await readAll<ShardRecord>(buckets.shards)) shards.set(Number(k.slice(2)), v);
+      await readOwners();
       await follow(buckets.nodes, (e) => apply(nodes, e.key, e));
       await follow(buckets.shards, (e) => apply(shards, Number(e.key.slice(2)), e));
       await follow(buckets.control, onControl);
@@ -319,14 +320,13 @@ export async function createClusterPlacement(options: ClusterPlacementOptions): 
   async function start(node: string, count: number): Promise<void> {
     name = node;
     const deadline = Date.now() + (options.joinTimeoutMs ?? 30_000);
-    const retrying = (what: string): BackoffLoop => ({
-      firstDelayMs: 100,
-      giveUp: (err, delay) => closed || !isTransient(err) || Date.now() + delay > deadline,
-      onRetry: (err, retryInMs) => log.warn({ err: String((err as Error)?.message ?? err), retryInMs }, `${what} failed, retrying`),
+    const retrying = (what: string) => ({
+      stop: () => closed,
+      onRetry: (err: unknown, retryInMs: number) => log.warn({ err: String((err as Error)?.message ?? err), retryInMs }, `${what} failed, retrying`),
     });
     try {
-      await retryWithBackoff(() => load(count), retrying("reading the cluster's records"));
-      await retryWithBackoff(() => heartbeat(true), retrying("the first heartbeat"));
+      await whenAvailable(() => load(count), deadline - Date.now(), retrying("reading the cluster's records"));
+      await whenAvailable(() => heartbeat(true), deadline - Date.now(), retrying("the first heartbeat"));
       const hb = setInterval(() => void heartbeat(), Math.max(100, Math.floor(ttl / 3)));
       const tk = setInterval(() => void tick(), tickMs);
       const poller = setInterval(() => void poll(), Math.max(250, Math.floor(ttl / 2)));

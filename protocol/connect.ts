@@ -59,9 +59,18 @@ export function isTransient(err: unknown): boolean {
 
 /**
  * Retries `fn` while it fails transiently (a cluster still electing leaders when everything starts together),
- * up to `timeoutMs`; other errors, and the last transient one, are thrown.
+ * up to `timeoutMs`; other errors, and the last transient one, are thrown. `stop` ends the retries at the
+ * next failure; `onRetry` is told of each failure that will be retried.
  */
-export async function whenAvailable<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+export async function whenAvailable<T>(
+  fn: () => Promise<T>,
+  timeoutMs = 30_000,
+  more: { stop?: () => boolean; onRetry?: (err: unknown, retryInMs: number) => void } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  return retryWithBackoff(fn, { firstDelayMs: 100, giveUp: (err, delay) => !isTransient(err) || Date.now() + delay > deadline });
+  return retryWithBackoff(fn, {
+    firstDelayMs: 100,
+    giveUp: (err, delay) => more.stop?.() === true || !isTransient(err) || Date.now() + delay > deadline,
+    ...(more.onRetry ? { onRetry: more.onRetry } : {}),
+  });
 }
