@@ -224,6 +224,14 @@ export async function createFunctionWorker(
     heartbeatMs.set(meta.name, Math.max(200, Math.min(10_000, Math.floor(ackWaitNs / 1_000_000 / 3))));
   }
 
+  /** Makes sure of the function's consumer and starts consuming it. */
+  async function openCalls(meta: FunctionHandler): Promise<ConsumerMessages> {
+    await ensureConsumer(meta);
+    const msgs = await (await js.consumers.get(subjects.streams.calls, workerConsumerName(meta.name))).consume({ max_messages: concurrency });
+    consumers.add(msgs);
+    return msgs;
+  }
+
   /** Runs one call in a free slot (at most `concurrency` at once across this worker's functions). */
   async function take(meta: FunctionHandler, m: JsMsg): Promise<void> {
     while (active >= concurrency) await new Promise<void>((r) => waiters.push(r));
@@ -249,9 +257,7 @@ export async function createFunctionWorker(
     while (!stopping) {
       try {
         if (!msgs) {
-          await ensureConsumer(meta);
-          msgs = await (await js.consumers.get(subjects.streams.calls, workerConsumerName(meta.name))).consume({ max_messages: concurrency });
-          consumers.add(msgs);
+          msgs = await openCalls(meta);
           if (stopping) msgs.stop();
         }
         for await (const m of msgs) {
@@ -272,10 +278,7 @@ export async function createFunctionWorker(
   }
 
   for (const meta of functions) {
-    await ensureConsumer(meta);
-    const consumer = await js.consumers.get(subjects.streams.calls, workerConsumerName(meta.name));
-    const msgs = await consumer.consume({ max_messages: concurrency });
-    consumers.add(msgs);
+    const msgs = await openCalls(meta);
     subs.push(
       nc.subscribe(subjects.cancel(meta.name), {
         callback: (err, msg) => {
